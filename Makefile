@@ -1,0 +1,36 @@
+# Quick start: `make run` (set up, then the whole study on the default profile)
+# and `make test` (set up, then the test suite). Everything else is Snakemake:
+# ./snakemake --cores 4 [target]
+PYTHON ?= python3
+VENV := .venv
+DEBIAN_LISTS := $(wildcard envs/debian/*.txt)
+CORES ?= 4
+
+.PHONY: setup debian-packages run test lint clean
+
+setup: debian-packages $(VENV)/.installed
+
+debian-packages:
+	./envs/install-debian $(DEBIAN_LISTS)
+
+# Rebuilt only when the pinned requirements change.
+$(VENV)/.installed: envs/requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "Python 3.11 or newer is needed as $(PYTHON)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r envs/requirements.txt
+	touch $@
+
+run: setup
+	./snakemake --cores $(CORES)
+
+test: setup
+	$(VENV)/bin/python -m pytest tests
+
+lint: setup
+	$(VENV)/bin/ruff check workflow tests
+	./snakemake --lint
+
+clean:
+	rm -rf results/raw results/data results/tables results/figures results/build \
+	  results/sources results/apt results/provenance.json results/artifact.tar.gz

@@ -1,0 +1,31 @@
+# Reproduction of "Study and evaluation of methods for running applications as
+# unikernels on ARM architectures" (2018): I/O cost of a unikernel on a
+# Solo5-style tender versus a Linux guest under QEMU. Entry point; the stages
+# live in workflow/rules/. Everyday use: ./snakemake --cores 4 [target]
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/fetch.smk"
+include: "workflow/rules/build.smk"
+include: "workflow/rules/experiments.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    input:
+        rules.qemu_build.output,
+        expand(NATIVE_BENCH, arch=config["archs"]),
+        BLK_RUNS,
+        expand(BLK_TABLE, arch=config["archs"], ext=TABLE_EXTS),
+        expand(BLK_FIGURE, arch=config["archs"], ext=FIGURE_EXTS),
+        PROVENANCE,
+    default_target: True
+
+
+include: "workflow/rules/archive.smk"

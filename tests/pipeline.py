@@ -1,0 +1,46 @@
+"""Driving the real pipeline through its CLI from a throw-away copy of the project."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = ["--configfile", "config/smoke.yaml"]
+
+
+def copy_project(dest: Path) -> Path:
+    """Copy what git would (tracked and new, not ignored) plus a link to the venv."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    (dest / ".venv").symlink_to(REPO / ".venv")
+    return dest
+
+
+def snakemake(project: Path, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess:
+    """./snakemake --cores 4 ARGS --configfile config/smoke.yaml (targets go in ARGS)."""
+    return subprocess.run(["./snakemake", "--cores", "4", *args, *SMOKE], cwd=project,
+                          capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+
+
+def planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}; empty when nothing to do."""
+    jobs: dict[str, int] = {}
+    if "Job stats:" not in dry_run_output:
+        return jobs
+    table = dry_run_output.split("Job stats:", 1)[1]
+    for line in table.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m and m.group(1) != "total":
+            jobs[m.group(1)] = int(m.group(2))
+        elif line.strip().startswith("total"):
+            break
+    return jobs

@@ -1,0 +1,69 @@
+import copy
+
+import pytest
+import yaml
+from unikio import config as cfg
+
+
+@pytest.fixture(scope="module")
+def schema(request):
+    root = request.config.rootpath
+    return cfg.load_schema(root / "workflow/schemas/config.schema.yaml")
+
+
+@pytest.fixture(scope="module")
+def default(request):
+    root = request.config.rootpath
+    return yaml.safe_load((root / "config/config.yaml").read_text())
+
+
+@pytest.mark.parametrize("profile", ["config/config.yaml", "config/smoke.yaml"])
+def test_shipped_profiles_are_valid(request, schema, profile):
+    data = yaml.safe_load((request.config.rootpath / profile).read_text())
+    assert cfg.explain_invalid(data, schema) is None
+
+
+def test_every_key_of_the_default_profile_has_a_comment(request):
+    lines = (request.config.rootpath / "config/config.yaml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if ":" in line and not line.lstrip().startswith("#"):
+            previous = lines[i - 1].strip() if i else ""
+            assert "#" in line or previous.startswith("#"), f"no comment for: {line!r}"
+
+
+def test_typo_names_the_unknown_key(schema, default):
+    bad = copy.deepcopy(default)
+    bad["blk"]["raeds"] = 5
+    message = cfg.explain_invalid(bad, schema)
+    assert "'raeds'" in message and "blk" in message
+
+
+def test_wrong_type_names_the_key(schema, default):
+    bad = copy.deepcopy(default)
+    bad["blk"]["reads"] = "many"
+    assert cfg.explain_invalid(bad, schema).startswith("config key blk.reads")
+
+
+def test_unknown_arch_lists_allowed_values(schema, default):
+    bad = copy.deepcopy(default)
+    bad["archs"] = ["riscv64"]
+    message = cfg.explain_invalid(bad, schema)
+    assert "archs.0" in message and "x86_64" in message and "aarch64" in message
+
+
+def test_unknown_platform_is_rejected(schema, default):
+    bad = copy.deepcopy(default)
+    bad["blk"]["platforms"] = ["host", "xen"]
+    assert "blk.platforms.1" in cfg.explain_invalid(bad, schema)
+
+
+def test_missing_key_is_named(schema, default):
+    bad = copy.deepcopy(default)
+    del bad["net"]["sizes"]
+    assert "sizes" in cfg.explain_invalid(bad, schema)
+
+
+def test_block_size_must_suit_o_direct(schema, default):
+    bad = copy.deepcopy(default)
+    bad["blk"]["block_size"] = 1000
+    assert "blk.block_size" in cfg.explain_invalid(bad, schema)

@@ -1,0 +1,44 @@
+import pytest
+from unikio import hostinfo, matrix
+
+CONFIG = {
+    "archs": ["x86_64", "aarch64"],
+    "blk": {"platforms": ["host", "qemu-linux-smp"]},
+    "net": {"platforms": ["mirage-solo5"]},
+}
+
+
+def by_label(combos):
+    return {c.label: c for c in combos}
+
+
+@pytest.mark.parametrize("host,native,foreign", [("x86_64", "x86_64", "aarch64"),
+                                                 ("aarch64", "aarch64", "x86_64")])
+def test_host_row_runs_only_on_its_own_arch(host, native, foreign):
+    combos = by_label(matrix.plan(CONFIG, host))
+    assert combos[f"blk/{native}/host"].runnable
+    skipped = combos[f"blk/{foreign}/host"]
+    assert not skipped.runnable and foreign in skipped.reason
+
+
+def test_unimplemented_and_unavailable_platforms_say_why():
+    combos = by_label(matrix.plan(CONFIG, "x86_64"))
+    assert "not implemented" in combos["blk/x86_64/qemu-linux-smp"].reason
+    assert "opam" in combos["net/x86_64/mirage-solo5"].reason
+
+
+def test_runnable_filters_by_experiment():
+    combos = matrix.plan(CONFIG, "x86_64")
+    assert [c.label for c in matrix.runnable(combos, "blk")] == ["blk/x86_64/host"]
+    assert matrix.runnable(combos, "net") == []
+
+
+@pytest.mark.parametrize("machine,arch", [("x86_64", "x86_64"), ("AMD64", "x86_64"),
+                                          ("aarch64", "aarch64"), ("arm64", "aarch64")])
+def test_normalize_arch(machine, arch):
+    assert hostinfo.normalize_arch(machine) == arch
+
+
+def test_unknown_host_arch_is_an_error():
+    with pytest.raises(ValueError, match="riscv64"):
+        hostinfo.normalize_arch("riscv64")

@@ -1,0 +1,56 @@
+# Tidy data, the study's tables and figures, provenance.
+
+
+rule blk_runs_csv:
+    input:
+        rows=blk_row_paths(),
+    output:
+        BLK_RUNS,
+    log:
+        f"{LOGS}/blk_runs_csv.log",
+    script:
+        "../scripts/blk_runs_csv.py"
+
+
+rule blk_table:
+    input:
+        runs=BLK_RUNS,
+        reference="config/reference/paper_blk_ms.csv",
+    output:
+        csv=BLK_TABLE.replace("{ext}", "csv"),
+        md=BLK_TABLE.replace("{ext}", "md"),
+        tex=BLK_TABLE.replace("{ext}", "tex"),
+    log:
+        f"{LOGS}/blk_table_{{arch}}.log",
+    params:
+        platforms=config["blk"]["platforms"],
+        skipped=lambda wc: skipped_reasons("blk", wc.arch),
+    script:
+        "../scripts/blk_table.py"
+
+
+rule blk_figure:
+    input:
+        table=BLK_TABLE.replace("{ext}", "csv"),
+        reference="config/reference/paper_blk_ms.csv",
+    output:
+        png=BLK_FIGURE.replace("{ext}", "png"),
+        pdf=BLK_FIGURE.replace("{ext}", "pdf"),
+    log:
+        f"{LOGS}/blk_figure_{{arch}}.log",
+    script:
+        "../scripts/blk_figure.py"
+
+
+rule provenance:
+    input:
+        locks=[QEMU_LOCK],
+        qemu=QEMU_INSTALL,
+    output:
+        PROVENANCE,
+    log:
+        f"{LOGS}/provenance.log",
+    params:
+        config=config,
+    script:
+        "../scripts/write_provenance.py"

@@ -1,0 +1,12 @@
+# The paper artifact: ./snakemake --cores 4 archive
+
+
+rule archive:
+    input:
+        rules.all.input,
+    output:
+        "results/artifact.tar.gz",
+    log:
+        f"{LOGS}/archive.log",
+    script:
+        "../scripts/write_archive.py"

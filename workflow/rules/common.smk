@@ -1,0 +1,63 @@
+# Configuration checks, the run plan and the paths of the output contract.
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
+
+from unikio import config as unikio_config  # noqa: E402
+from unikio import aptsrc, hostinfo, matrix, qemubuild  # noqa: E402
+
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+_problem = unikio_config.explain_invalid(config, unikio_config.load_schema(SCHEMA))
+if _problem:
+    raise WorkflowError(_problem)
+validate(config, SCHEMA)
+
+HOST_ARCH = hostinfo.host_arch()
+PLAN = matrix.plan(config, HOST_ARCH)
+for _c in matrix.skipped(PLAN):
+    logger.info(f"skipped {_c.label}: {_c.reason}")
+
+# Measurements must not overlap each other or any build: both kinds of job
+# take the whole of this resource.
+workflow.register_resource("quiet_machine", 1)
+
+wildcard_constraints:
+    arch="x86_64|aarch64",
+    rep=r"\d+",
+
+APT_INDEX = "results/apt/index"
+QEMU_FILES = "results/sources/qemu/files"
+QEMU_LOCK = "results/sources/qemu/lock.json"
+QEMU_SRC = "results/build/qemu/src"
+QEMU_INSTALL = "results/build/qemu/install"
+NATIVE_BENCH = "results/build/native/{arch}/blk_bench"
+BLK_RAW = "results/raw/blk/{arch}/{platform}/rep{rep}"
+BLK_RUNS = "results/data/blk_runs.csv"
+BLK_TABLE = "results/tables/blk_{arch}.{ext}"
+BLK_FIGURE = "results/figures/blk_{arch}.{ext}"
+TABLE_EXTS = ["csv", "md", "tex"]
+FIGURE_EXTS = ["png", "pdf"]
+PROVENANCE = "results/provenance.json"
+LOGS = "results/logs"
+
+
+def blk_row_paths():
+    """Row files of every runnable block combination and repetition."""
+    return [
+        f"{BLK_RAW.format(arch=c.arch, platform=c.platform, rep=rep)}/row.json"
+        for c in matrix.runnable(PLAN, "blk")
+        for rep in range(1, config["blk"]["repetitions"] + 1)
+    ]
+
+
+def skipped_reasons(experiment, arch):
+    return {
+        c.platform: c.reason
+        for c in PLAN
+        if c.experiment == experiment and c.arch == arch and not c.runnable
+    }

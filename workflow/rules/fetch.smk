@@ -1,0 +1,40 @@
+# Sources: Debian packages through a private apt state, or a verified tarball.
+
+
+rule apt_index:
+    output:
+        directory(APT_INDEX),
+    log:
+        f"{LOGS}/apt_index.log",
+    script:
+        "../scripts/make_apt_index.py"
+
+
+rule qemu_source:
+    input:
+        apt=lambda wc: APT_INDEX if config["qemu"]["source"] == "debian" else [],
+    output:
+        files=directory(QEMU_FILES),
+        lock=QEMU_LOCK,
+    log:
+        f"{LOGS}/qemu_source.log",
+    params:
+        source=config["qemu"]["source"],
+        version=config["qemu"]["debian_version"],
+        url=config["qemu"]["tarball"]["url"],
+        sha256=config["qemu"]["tarball"]["sha256"],
+    script:
+        "../scripts/fetch_qemu_source.py"
+
+
+rule qemu_source_patched:
+    input:
+        files=QEMU_FILES,
+        lock=QEMU_LOCK,
+        patches=sorted(Path(workflow.basedir).glob("patches/qemu/*.patch")),
+    output:
+        directory(QEMU_SRC),
+    log:
+        f"{LOGS}/qemu_source_patched.log",
+    script:
+        "../scripts/patch_qemu_source.py"

@@ -1,0 +1,17 @@
+"""Rule blk_host_run: one repetition of the host row of the block experiment."""
+
+from pathlib import Path
+
+from unikio import blkhost, job, results
+
+sm = snakemake  # noqa: F821
+
+
+def body(log):
+    row = blkhost.run(Path(sm.input.bench), sm.wildcards.arch, int(sm.wildcards.rep),
+                      sm.params.reads, sm.params.block_size, sm.params.timeout_s, log)
+    results.write_row(Path(sm.output.row), row)
+    log.write(f"row: {row}\n")
+
+
+job.run(sm, body)

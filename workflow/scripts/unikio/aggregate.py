@@ -1,0 +1,136 @@
+"""Tidy data → the study's tables and figures, beside the original values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .results import BLK_COLUMNS
+
+STUDY_READS = 100_000  # reads per run in the original study
+STUDY_BLOCK_SIZE = 512
+NS_PER_MS = 1e6
+
+
+def collect_rows(paths: list[Path], columns: list[str] = BLK_COLUMNS) -> pd.DataFrame:
+    """One DataFrame from the per-job JSON rows, in the contract's column order."""
+    rows = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    df = pd.DataFrame(rows, columns=columns)
+    return df.sort_values(["arch", "platform", "provider", "rep"], kind="stable").reset_index(drop=True)
+
+
+def _label(platform: str, provider: str) -> str:
+    return f"{platform} ({provider})" if provider else platform
+
+
+def blk_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str,
+              platforms: list[str], skipped: dict[str, str]) -> pd.DataFrame:
+    """The study's Table 5.4–5.6 shape for one arch: mean and spread per platform.
+
+    Times are in ms for the configured number of reads; `us_per_read` and the
+    ratio to each original host are per read, so they compare across read counts.
+    """
+    ours = runs[runs["arch"] == arch].copy()
+    ours["provider"] = ours["provider"].fillna("")
+    ours["guest_monitor_ns"] = ours["total_ns"] - ours["pread_ns"]
+    ref = reference[reference["arch"] == arch]
+    ref_hosts = list(dict.fromkeys(ref["host"]))
+    records = []
+    for platform in platforms:
+        mine = ours[ours["platform"] == platform]
+        groups = list(mine.groupby(["provider", "accel", "testbed"], dropna=False)) or [(("", "", ""), None)]
+        for (provider, accel, testbed), g in groups:
+            rec: dict[str, object] = {"platform": _label(platform, provider), "accel": accel,
+                                      "testbed": testbed}
+            if g is None:
+                rec["note"] = "not measured: " + skipped.get(platform, "no runs")
+            else:
+                total_ms = g["total_ns"] / NS_PER_MS
+                pread_ms = g["pread_ns"] / NS_PER_MS
+                gm_ms = g["guest_monitor_ns"] / NS_PER_MS
+                reads = int(g["reads"].iloc[0])
+                per_read_us = (g["total_ns"] / g["reads"]).mean() / 1e3
+                rec.update({
+                    "runs": len(g), "reads": reads, "block_size": int(g["block_size"].iloc[0]),
+                    "total_ms": total_ms.mean(), "total_sd": total_ms.std(ddof=1),
+                    "pread_ms": pread_ms.mean(), "pread_sd": pread_ms.std(ddof=1),
+                    "guest_monitor_ms": gm_ms.mean(), "guest_monitor_sd": gm_ms.std(ddof=1),
+                    "cv_total": total_ms.std(ddof=1) / total_ms.mean() if len(g) > 1 else float("nan"),
+                    "us_per_read": per_read_us,
+                    "note": "emulated: not a performance result" if accel == "tcg" or testbed == "emulated" else "",
+                })
+            for host in ref_hosts:
+                orig = ref[(ref["host"] == host) & (ref["platform"] == platform)]
+                orig_ms = float(orig["total_ms"].iloc[0]) if len(orig) else float("nan")
+                rec[f"{host}_total_ms"] = orig_ms
+                comparable = g is not None and int(g["block_size"].iloc[0]) == STUDY_BLOCK_SIZE
+                rec[f"ratio_{host}"] = (
+                    rec["us_per_read"] / (orig_ms * 1e3 / STUDY_READS) if comparable and len(orig) else float("nan")
+                )
+            records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
+def write_table(table: pd.DataFrame, stem: Path, caption: str) -> None:
+    """stem.csv (full precision), stem.md and stem.tex (rounded for reading)."""
+    table.to_csv(stem.with_suffix(".csv"), index=False)
+    readable = table.round(3).astype(object).where(table.notna(), "")
+    stem.with_suffix(".md").write_text(
+        f"{caption}\n\n" + readable.to_markdown(index=False) + "\n", encoding="utf-8"
+    )
+    stem.with_suffix(".tex").write_text(
+        readable.to_latex(index=False, caption=caption, escape=True), encoding="utf-8"
+    )
+
+
+def blk_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Path) -> None:
+    """Stacked bars (pread vs guest+monitor, µs per read): ours beside the study's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref = reference[reference["arch"] == arch]
+    ref_hosts = list(dict.fromkeys(ref["host"]))
+    table = table.assign(note=table["note"].fillna("").astype(str))
+    fig, axes = plt.subplots(1, 1 + len(ref_hosts), figsize=(4 + 3.5 * len(ref_hosts), 4), squeeze=False)
+    ax = axes[0][0]
+    measured = table[table["us_per_read"].notna()] if "us_per_read" in table else table.iloc[0:0]
+    if len(measured):
+        labels, pread, rest, emulated = [], [], [], []
+        for _, r in measured.iterrows():
+            emu = bool(r["note"])
+            labels.append(r["platform"] + ("\n[" + r["accel"] + ", emulated]" if emu else ""))
+            per_read = r["us_per_read"] / r["total_ms"] if r["total_ms"] else 0.0
+            pread.append(r["pread_ms"] * per_read)
+            rest.append(r["guest_monitor_ms"] * per_read)
+            emulated.append(emu)
+        x = range(len(labels))
+        hatch = ["//" if e else "" for e in emulated]
+        ax.bar(x, pread, label="pread syscall", color="#4c72b0", hatch=hatch)
+        ax.bar(x, rest, bottom=pread, label="guest + monitor", color="#dd8452", hatch=hatch)
+        ax.set_xticks(list(x), labels, rotation=20, ha="right", fontsize=8)
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(f"this pipeline ({arch})", fontsize=10)
+    ax.set_ylabel("µs per read")
+    for ax, host in zip(axes[0][1:], ref_hosts, strict=False):
+        rows = ref[ref["host"] == host]
+        x = range(len(rows))
+        pread = rows["pread_syscall_ms"] * 1e3 / STUDY_READS
+        rest = rows["guest_plus_monitor_ms"].fillna(0) * 1e3 / STUDY_READS
+        ax.bar(x, pread, color="#4c72b0")
+        ax.bar(x, rest, bottom=pread, color="#dd8452")
+        ax.set_xticks(list(x), list(rows["platform"]), rotation=20, ha="right", fontsize=8)
+        ax.set_title(f"original study: {host}", fontsize=10)
+    skipped = table[table["note"].str.startswith("not measured", na=False)]
+    if len(skipped):
+        fig.text(0.01, 0.01, "not measured: " + ", ".join(skipped["platform"]), fontsize=7)
+    fig.suptitle(f"Block reads ({arch}): time per {STUDY_BLOCK_SIZE}-byte O_DIRECT read", fontsize=11)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    for ext in (".png", ".pdf"):
+        fig.savefig(stem.with_suffix(ext), dpi=120)
+    plt.close(fig)

@@ -1,0 +1,108 @@
+"""Loop devices over tmpfs files: created for one measurement, always removed.
+
+The block experiment reads from a loop device backed by a file in /dev/shm, so
+O_DIRECT works and the host side never measures a shared, noisy disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import PipelineError
+
+TMPFS_DIR = Path("/dev/shm")
+PREFIX = "unikio-blk-"
+
+
+def _losetup(args: list[str]) -> str:
+    proc = subprocess.run(["losetup", *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise PipelineError(f"losetup {' '.join(args)} failed: {proc.stderr.strip() or proc.returncode}")
+    return proc.stdout.strip()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_stale(tmpfs: Path = TMPFS_DIR) -> list[str]:
+    """Detach loop devices and delete files left by crashed earlier runs."""
+    removed = []
+    owner = re.compile(re.escape(str(tmpfs / PREFIX)) + r"(\d+)-")
+    try:
+        listing = json.loads(_losetup(["--json", "--list"]) or '{"loopdevices": []}')
+    except PipelineError:
+        listing = {"loopdevices": []}
+    for dev in listing.get("loopdevices", []):
+        back = (dev.get("back-file") or "").replace(" (deleted)", "")
+        m = owner.match(back)
+        if m and not _pid_alive(int(m.group(1))):
+            subprocess.run(["losetup", "--detach", dev["name"]], capture_output=True, check=False)
+            removed.append(dev["name"])
+    for path in tmpfs.glob(PREFIX + "*"):
+        m = owner.match(str(path))
+        if m and not _pid_alive(int(m.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(str(path))
+    return removed
+
+
+def _fill(path: Path, size: int) -> None:
+    # Distinct, non-zero content per block so nothing can short-cut the reads.
+    block = bytes(range(256)) * 16
+    with open(path, "wb") as f:
+        written = 0
+        counter = 0
+        while written < size:
+            chunk = (counter.to_bytes(8, "little") + block[8:])[: min(len(block), size - written)]
+            f.write(chunk)
+            written += len(chunk)
+            counter += 1
+
+
+@contextlib.contextmanager
+def terminate_as_exit() -> Iterator[None]:
+    """Turn SIGTERM (Snakemake cancelling a job) into SystemExit so cleanups run."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def tmpfs_loop(size_bytes: int, tmpfs: Path = TMPFS_DIR) -> Iterator[str]:
+    """Yield /dev/loopN over a fresh tmpfs file of size_bytes; detach and delete after."""
+    if os.geteuid() != 0:
+        raise PipelineError("loop devices need root; run the pipeline as root (e.g. sudo ./snakemake ...)")
+    reap_stale(tmpfs)
+    fd, name = tempfile.mkstemp(dir=tmpfs, prefix=f"{PREFIX}{os.getpid()}-", suffix=".img")
+    os.close(fd)
+    backing = Path(name)
+    device = None
+    try:
+        _fill(backing, size_bytes)
+        device = _losetup(["--find", "--show", str(backing)])
+        yield device
+    finally:
+        if device:
+            subprocess.run(["losetup", "--detach", device], capture_output=True, check=False)
+        backing.unlink(missing_ok=True)

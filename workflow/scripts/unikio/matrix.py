@@ -1,0 +1,73 @@
+"""Which (experiment, arch, platform) combinations run on this host, and why not.
+
+All arch logic lives here so a native aarch64 host and an x86_64 host go
+through the same code; tests fake the host arch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+BLK_PLATFORMS = ("host", "solo5-hvt", "qemu-linux-smp", "qemu-linux-1core")
+NET_PLATFORMS = ("qemu-linux", "solo5-hvt", "lwip-solo5", "mirage-solo5")
+
+# Platforms this version of the pipeline can measure, per experiment.
+IMPLEMENTED: dict[str, frozenset[str]] = {
+    "blk": frozenset({"host"}),
+    "net": frozenset(),
+}
+
+UNAVAILABLE_REASONS = {
+    "mirage-solo5": "MirageOS needs the opam repository, which is not reachable offline",
+}
+
+
+@dataclass(frozen=True)
+class Combination:
+    experiment: str
+    arch: str
+    platform: str
+    runnable: bool
+    reason: str = ""
+    testbed: str = "native"
+
+    @property
+    def label(self) -> str:
+        return f"{self.experiment}/{self.arch}/{self.platform}"
+
+
+def _decide(experiment: str, arch: str, platform: str, host: str) -> Combination:
+    if platform in UNAVAILABLE_REASONS:
+        return Combination(experiment, arch, platform, False, UNAVAILABLE_REASONS[platform])
+    if platform not in IMPLEMENTED[experiment]:
+        return Combination(
+            experiment, arch, platform, False, "not implemented in this pipeline version yet"
+        )
+    if arch != host:
+        return Combination(
+            experiment,
+            arch,
+            platform,
+            False,
+            f"needs an {arch} host; the emulated {arch} testbed is not implemented yet",
+        )
+    return Combination(experiment, arch, platform, True)
+
+
+def plan(config: dict[str, Any], host: str) -> list[Combination]:
+    """Every configured combination, runnable or with the reason it is skipped."""
+    combos = []
+    for experiment in ("blk", "net"):
+        for arch in config["archs"]:
+            for platform in config[experiment]["platforms"]:
+                combos.append(_decide(experiment, arch, platform, host))
+    return combos
+
+
+def runnable(combos: list[Combination], experiment: str) -> list[Combination]:
+    return [c for c in combos if c.experiment == experiment and c.runnable]
+
+
+def skipped(combos: list[Combination]) -> list[Combination]:
+    return [c for c in combos if not c.runnable]
