@@ -10,6 +10,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/fetch.smk"
 include: "workflow/rules/build.smk"
@@ -21,9 +24,11 @@ rule all:
     input:
         rules.qemu_build.output,
         expand(NATIVE_BENCH, arch=config["archs"]),
+        expand(rules.solo5_builtin.output, arch=config["archs"]),
         BLK_RUNS,
         expand(BLK_TABLE, arch=config["archs"], ext=TABLE_EXTS),
         expand(BLK_FIGURE, arch=config["archs"], ext=FIGURE_EXTS),
+        expand(OVERHEAD_TABLE, arch=runnable_archs("blk", "solo5-hvt"), ext=TABLE_EXTS),
         PROVENANCE,
     default_target: True
 

@@ -1,8 +1,5 @@
-"""Shared test set-up: import path for the pipeline's modules, common skips."""
+"""Shared test set-up: the pipeline's modules are importable as `unikio`."""
 
-from __future__ import annotations
-
-import os
 import sys
 from pathlib import Path
 
@@ -10,11 +7,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
-
-
-def require_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (loop devices, namespaces)")
 
 
 @pytest.fixture

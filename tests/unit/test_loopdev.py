@@ -2,7 +2,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import require_root
+from testkit import require_root
 from unikio import loopdev
 from unikio.errors import PipelineError
 

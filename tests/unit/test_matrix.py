@@ -3,9 +3,12 @@ from unikio import hostinfo, matrix
 
 CONFIG = {
     "archs": ["x86_64", "aarch64"],
-    "blk": {"platforms": ["host", "qemu-linux-smp"]},
+    "blk": {"platforms": ["host", "solo5-hvt", "qemu-linux-smp"]},
     "net": {"platforms": ["mirage-solo5"]},
+    "solo5": {"provider": "builtin"},
 }
+KVM = (True, "usable")
+NO_KVM = (False, "cannot open /dev/kvm: No such file or directory")
 
 
 def by_label(combos):
@@ -15,21 +18,21 @@ def by_label(combos):
 @pytest.mark.parametrize("host,native,foreign", [("x86_64", "x86_64", "aarch64"),
                                                  ("aarch64", "aarch64", "x86_64")])
 def test_host_row_runs_only_on_its_own_arch(host, native, foreign):
-    combos = by_label(matrix.plan(CONFIG, host))
+    combos = by_label(matrix.plan(CONFIG, host, KVM))
     assert combos[f"blk/{native}/host"].runnable
     skipped = combos[f"blk/{foreign}/host"]
     assert not skipped.runnable and foreign in skipped.reason
 
 
 def test_unimplemented_and_unavailable_platforms_say_why():
-    combos = by_label(matrix.plan(CONFIG, "x86_64"))
+    combos = by_label(matrix.plan(CONFIG, "x86_64", KVM))
     assert "not implemented" in combos["blk/x86_64/qemu-linux-smp"].reason
     assert "opam" in combos["net/x86_64/mirage-solo5"].reason
 
 
 def test_runnable_filters_by_experiment():
-    combos = matrix.plan(CONFIG, "x86_64")
-    assert [c.label for c in matrix.runnable(combos, "blk")] == ["blk/x86_64/host"]
+    combos = matrix.plan(CONFIG, "x86_64", KVM)
+    assert [c.label for c in matrix.runnable(combos, "blk")] == ["blk/x86_64/host", "blk/x86_64/solo5-hvt"]
     assert matrix.runnable(combos, "net") == []
 
 
@@ -42,3 +45,16 @@ def test_normalize_arch(machine, arch):
 def test_unknown_host_arch_is_an_error():
     with pytest.raises(ValueError, match="riscv64"):
         hostinfo.normalize_arch("riscv64")
+
+
+def test_unikernel_needs_kvm_and_says_so():
+    combos = by_label(matrix.plan(CONFIG, "x86_64", NO_KVM))
+    assert combos["blk/x86_64/host"].runnable
+    assert not combos["blk/x86_64/solo5-hvt"].runnable
+    assert "/dev/kvm" in combos["blk/x86_64/solo5-hvt"].reason
+
+
+def test_upstream_provider_is_reported_not_silently_replaced():
+    config = {**CONFIG, "solo5": {"provider": "upstream"}}
+    combo = by_label(matrix.plan(config, "x86_64", KVM))["blk/x86_64/solo5-hvt"]
+    assert not combo.runnable and "solo5.provider" in combo.reason

@@ -1,5 +1,5 @@
 import pytest
-from unikio import blkhost, results
+from unikio import blk, results
 
 
 def test_parse_blk_result_among_other_output():
@@ -33,4 +33,11 @@ def test_row_has_every_contract_column(tmp_path):
 
 @pytest.mark.parametrize("reads,bs,mib", [(1, 512, 1), (2048, 512, 1), (2049, 512, 2), (100000, 512, 49)])
 def test_disk_has_room_for_every_read(reads, bs, mib):
-    assert blkhost.disk_bytes(reads, bs) == mib << 20
+    assert blk.disk_bytes(reads, bs) == mib << 20
+
+
+def test_parse_exit_floor():
+    assert results.parse_exit_floor("exit_floor n=10 total_ns=80000 ns_per_exit=8000\n") == {
+        "n": 10, "total_ns": 80000}
+    with pytest.raises(ValueError):
+        results.parse_exit_floor("exit_floor n=10\n")

@@ -1,11 +1,9 @@
 """The DAG and the start-up checks, by dry runs of the real workflow (no root needed)."""
 
-import json
 import platform
 
 import pytest
-
-from pipeline import copy_project, planned_jobs, snakemake
+from testkit import copy_project, planned_jobs, snakemake
 
 
 @pytest.fixture(scope="module")

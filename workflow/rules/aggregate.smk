@@ -17,7 +17,11 @@ rule blk_table:
         runs=BLK_RUNS,
         reference="config/reference/paper_blk_ms.csv",
     output:
-        csv=BLK_TABLE.replace("{ext}", "csv"),
+        csv=report(
+            BLK_TABLE.replace("{ext}", "csv"),
+            caption="../report/blk_table.rst",
+            category="Block reads",
+        ),
         md=BLK_TABLE.replace("{ext}", "md"),
         tex=BLK_TABLE.replace("{ext}", "tex"),
     log:
@@ -34,7 +38,11 @@ rule blk_figure:
         table=BLK_TABLE.replace("{ext}", "csv"),
         reference="config/reference/paper_blk_ms.csv",
     output:
-        png=BLK_FIGURE.replace("{ext}", "png"),
+        png=report(
+            BLK_FIGURE.replace("{ext}", "png"),
+            caption="../report/blk_figure.rst",
+            category="Block reads",
+        ),
         pdf=BLK_FIGURE.replace("{ext}", "pdf"),
     log:
         f"{LOGS}/blk_figure_{{arch}}.log",
@@ -54,3 +62,17 @@ rule provenance:
         config=config,
     script:
         "../scripts/write_provenance.py"
+
+
+rule overhead_table:
+    input:
+        runs=BLK_RUNS,
+        floor=FLOOR,
+    output:
+        csv=OVERHEAD_TABLE.replace("{ext}", "csv"),
+        md=OVERHEAD_TABLE.replace("{ext}", "md"),
+        tex=OVERHEAD_TABLE.replace("{ext}", "tex"),
+    log:
+        f"{LOGS}/overhead_table_{{arch}}.log",
+    script:
+        "../scripts/overhead_table.py"

@@ -38,3 +38,27 @@ rule native_bench:
         quiet_machine=1,
     shell:
         "make -C native/bench ARCH={wildcards.arch} O={params.outdir} > {log} 2>&1"
+
+
+rule solo5_builtin:
+    input:
+        sources=sorted(
+            str(p.relative_to(workflow.basedir))
+            for d in ("solo5", "tender", "unikernels")
+            for p in (Path(workflow.basedir) / "native" / d).rglob("*")
+            if p.is_file()
+        ),
+        makefile="native/Makefile",
+    output:
+        tender=f"{SOLO5_BUILTIN}/tender",
+        floor=f"{SOLO5_BUILTIN}/kvm_exit_floor",
+        blk_bench=f"{SOLO5_BUILTIN}/blk_bench.elf",
+        ping_serve=f"{SOLO5_BUILTIN}/ping_serve.elf",
+    log:
+        f"{LOGS}/solo5_builtin_{{arch}}.log",
+    params:
+        outdir=lambda wc, output: Path(output.tender).parent.resolve(),
+    resources:
+        quiet_machine=1,
+    shell:
+        "make -C native ARCH={wildcards.arch} O={params.outdir} > {log} 2>&1"

@@ -18,7 +18,8 @@ if _problem:
 validate(config, SCHEMA)
 
 HOST_ARCH = hostinfo.host_arch()
-PLAN = matrix.plan(config, HOST_ARCH)
+KVM = hostinfo.kvm_status()
+PLAN = matrix.plan(config, HOST_ARCH, KVM)
 for _c in matrix.skipped(PLAN):
     logger.info(f"skipped {_c.label}: {_c.reason}")
 
@@ -36,6 +37,9 @@ QEMU_LOCK = "results/sources/qemu/lock.json"
 QEMU_SRC = "results/build/qemu/src"
 QEMU_INSTALL = "results/build/qemu/install"
 NATIVE_BENCH = "results/build/native/{arch}/blk_bench"
+SOLO5_BUILTIN = "results/build/solo5-builtin/{arch}"
+FLOOR = "results/raw/floor/{arch}/floor.json"
+OVERHEAD_TABLE = "results/tables/overhead_{arch}.{ext}"
 BLK_RAW = "results/raw/blk/{arch}/{platform}/rep{rep}"
 BLK_RUNS = "results/data/blk_runs.csv"
 BLK_TABLE = "results/tables/blk_{arch}.{ext}"
@@ -53,6 +57,10 @@ def blk_row_paths():
         for c in matrix.runnable(PLAN, "blk")
         for rep in range(1, config["blk"]["repetitions"] + 1)
     ]
+
+
+def runnable_archs(experiment, platform):
+    return [c.arch for c in matrix.runnable(PLAN, experiment) if c.platform == platform]
 
 
 def skipped_reasons(experiment, arch):

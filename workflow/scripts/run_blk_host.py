@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-from unikio import blkhost, job, results
+from unikio import blk, job, results
 
 sm = snakemake  # noqa: F821
 
 
 def body(log):
-    row = blkhost.run(Path(sm.input.bench), sm.wildcards.arch, int(sm.wildcards.rep),
+    row = blk.host_row(Path(sm.input.bench), sm.wildcards.arch, int(sm.wildcards.rep),
                       sm.params.reads, sm.params.block_size, sm.params.timeout_s, log)
     results.write_row(Path(sm.output.row), row)
     log.write(f"row: {row}\n")

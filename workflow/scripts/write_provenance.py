@@ -12,7 +12,7 @@ def body(log):
     record = provenance.collect(
         sm.params.config, [Path(p) for p in sm.input.locks],
         [qemu_bin / b for b in qemubuild.binaries(sm.params.config["qemu"]["targets"])],
-        matrix.plan(sm.params.config, hostinfo.host_arch()),
+        matrix.plan(sm.params.config, hostinfo.host_arch(), hostinfo.kvm_status()),
     )
     provenance.write(Path(sm.output[0]), record)
     log.write(f"wrote {sm.output[0]}\n")

@@ -134,3 +134,19 @@ def blk_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Pa
     for ext in (".png", ".pdf"):
         fig.savefig(stem.with_suffix(ext), dpi=120)
     plt.close(fig)
+
+
+def overhead_table(runs: pd.DataFrame, arch: str, floor: dict[str, int]) -> pd.DataFrame:
+    """Per platform: ns per read (total, pread, the rest) and that rest over the exit floor."""
+    floor_ns = floor["total_ns"] / floor["n"]
+    ours = runs[runs["arch"] == arch]
+    records = []
+    for (platform, provider, accel), g in ours.groupby(["platform", "provider", "accel"], dropna=False):
+        total = (g["total_ns"] / g["reads"]).mean()
+        pread = (g["pread_ns"] / g["reads"]).mean()
+        rec = {"platform": _label(platform, provider if isinstance(provider, str) else ""), "accel": accel,
+               "runs": len(g), "total_ns_per_read": total, "pread_ns_per_read": pread,
+               "overhead_ns_per_read": total - pread, "exit_floor_ns": floor_ns,
+               "overhead_over_floor": (total - pread) / floor_ns if platform != "host" else float("nan")}
+        records.append(rec)
+    return pd.DataFrame.from_records(records)

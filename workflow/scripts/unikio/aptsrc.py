@@ -140,7 +140,7 @@ class PrivateApt:
     """apt-get and apt-cache bound to a state directory of the pipeline's own."""
 
     def __init__(self, root: Path):
-        self.root = Path(root)
+        self.root = Path(root).resolve()
 
     def options(self) -> list[str]:
         r = self.root

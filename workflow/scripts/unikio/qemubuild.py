@@ -13,23 +13,30 @@ from typing import IO
 from .errors import PipelineError
 
 # The dfsg source has no bundled meson, dtc or firmware: Debian's meson and
-# libfdt are used, ROMs come from Debian packages at run time (-L).
+# libfdt are used, and ROMs come from Debian packages at run time (-L).
 CONFIGURE_FLAGS = (
+    "--meson=/usr/bin/meson",
+    "--with-git-submodules=ignore",
+    "--enable-fdt=system",
+    "--disable-install-blobs",
     "--disable-docs",
-    "--disable-werror",
     "--disable-tools",
+    "--disable-guest-agent",
     "--disable-user",
-    "--disable-linux-user",
     "--disable-gtk",
     "--disable-sdl",
     "--disable-vnc",
     "--disable-opengl",
     "--disable-spice",
     "--disable-curses",
-    "--disable-download",
+    "--disable-werror",
     "--enable-kvm",
-    "--enable-fdt=system",
 )
+
+
+# configure runs the python3 it finds first; Debian's meson needs the system one
+# (a venv or pyenv python earlier on PATH lacks meson's modules).
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def binaries(targets: list[str]) -> list[str]:
@@ -50,7 +57,7 @@ def build(src: Path, install: Path, targets: list[str], flags: list[str], jobs: 
             log.write("$ " + " ".join(argv) + "\n")
             log.flush()
             proc = subprocess.run(argv, cwd=build_dir, stdout=log, stderr=subprocess.STDOUT, check=False,
-                                  env={**os.environ, "LC_ALL": "C"})
+                                  env={**os.environ, "LC_ALL": "C", "PATH": SYSTEM_PATH})
             log.write(f"# {argv[0]} took {time.monotonic() - start:.1f} s\n")
             if proc.returncode != 0:
                 raise PipelineError(f"{Path(argv[0]).name} for QEMU failed with status {proc.returncode}")

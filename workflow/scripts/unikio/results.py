@@ -71,3 +71,11 @@ def write_row(path: Path, row: dict[str, Any]) -> None:
     if missing:
         raise PipelineError(f"result row for {path} lacks {', '.join(missing)}")
     path.write_text(json.dumps(row, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def parse_exit_floor(text: str) -> dict[str, int]:
+    """`exit_floor n=N total_ns=T ns_per_exit=X` from kvm_exit_floor."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("exit_floor ")]
+    if len(lines) != 1:
+        raise ValueError(f"expected one 'exit_floor' line, found {len(lines)}")
+    return _fields(lines[0], "exit_floor ", ("n", "total_ns"))

@@ -1,4 +1,4 @@
-"""Driving the real pipeline through its CLI from a throw-away copy of the project."""
+"""Test helpers: skips with reasons, and driving the real pipeline from a copy of the project."""
 
 from __future__ import annotations
 
@@ -8,8 +8,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["--configfile", "config/smoke.yaml"]
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (loop devices, namespaces, taps)")
 
 
 def copy_project(dest: Path) -> Path:

@@ -1,0 +1,158 @@
+"""The smoke profile for real: fetch, patch, build, measure, aggregate, archive.
+
+One full run from a copy of the project, then the caching behaviour the users
+rely on, checked with dry runs of the same copy.
+"""
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import tarfile
+import time
+
+import pandas as pd
+import pytest
+from testkit import copy_project, planned_jobs, require_root, snakemake
+from unikio import hostinfo, loopdev, results
+
+pytestmark = pytest.mark.e2e
+
+HOST_ARCH = {"x86_64": "x86_64", "aarch64": "aarch64"}.get(platform.machine())
+KVM_USABLE, KVM_REASON = hostinfo.kvm_status()
+OTHER_ARCH = {"x86_64": "aarch64", "aarch64": "x86_64"}.get(platform.machine())
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    require_root()
+    copy = copy_project(tmp_path_factory.mktemp("smoke"))
+    start = time.monotonic()
+    proc = snakemake(copy)
+    print(f"full smoke run: {time.monotonic() - start:.1f} s")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return copy
+
+
+def test_tidy_csv_follows_the_contract(project):
+    df = pd.read_csv(project / "results/data/blk_runs.csv", keep_default_na=False, na_values=[""])
+    assert list(df.columns) == results.BLK_COLUMNS
+    assert set(df["arch"]) == {HOST_ARCH}
+    assert set(df["platform"]) == ({"host", "solo5-hvt"} if KVM_USABLE else {"host"})
+    assert (df["reads"] == 2000).all() and (df["block_size"] == 512).all()
+    for platform_name, g in df.groupby("platform"):
+        assert sorted(g["rep"]) == [1, 2, 3], platform_name  # smoke: 3 repetitions
+        for rep in (1, 2, 3):
+            raw = project / f"results/raw/blk/{HOST_ARCH}/{platform_name}/rep{rep}"
+            assert "RESULT blk reads=2000" in (raw / "run.log").read_text()
+            assert (raw / "benchmark.tsv").is_file()
+    host = df[df["platform"] == "host"]
+    assert (host["accel"] == "none").all() and (host["testbed"] == "native").all()
+    assert (host["total_ns"] > 0).all() and (host["pread_ns"] == host["total_ns"]).all()
+
+
+def test_unikernel_rows_have_the_pread_breakdown(project):
+    if not KVM_USABLE:
+        pytest.skip(f"solo5-hvt needs KVM: {KVM_REASON}")
+    df = pd.read_csv(project / "results/data/blk_runs.csv", keep_default_na=False, na_values=[""])
+    uk = df[df["platform"] == "solo5-hvt"]
+    assert (uk["provider"] == "builtin").all() and (uk["accel"] == "kvm").all()
+    assert (uk["pread_calls"] >= uk["reads"]).all()
+    assert ((0 < uk["pread_ns"]) & (uk["pread_ns"] < uk["total_ns"])).all()
+    overhead = pd.read_csv(project / f"results/tables/overhead_{HOST_ARCH}.csv")
+    row = overhead[overhead["platform"] == "solo5-hvt (builtin)"].iloc[0]
+    assert row["exit_floor_ns"] > 0 and row["overhead_over_floor"] > 0
+
+
+def test_tables_and_figures_for_every_arch(project):
+    for arch in (HOST_ARCH, OTHER_ARCH):
+        for ext in ("csv", "md", "tex"):
+            assert (project / f"results/tables/blk_{arch}.{ext}").stat().st_size > 0
+        for ext in ("png", "pdf"):
+            assert (project / f"results/figures/blk_{arch}.{ext}").stat().st_size > 1000
+    mine = pd.read_csv(project / f"results/tables/blk_{HOST_ARCH}.csv")
+    host = mine[mine["platform"] == "host"].iloc[0]
+    assert host["runs"] == 3 and host["total_ms"] > 0 and host["us_per_read"] > 0
+    reference_host = {"x86_64": "carbon-x1", "aarch64": "zcu102"}[HOST_ARCH]
+    assert host[f"ratio_{reference_host}"] > 0
+    other = pd.read_csv(project / f"results/tables/blk_{OTHER_ARCH}.csv")
+    assert other.iloc[0]["note"].startswith("not measured: needs an")
+
+
+def test_provenance_and_source_lock(project):
+    prov = json.loads((project / "results/provenance.json").read_text())
+    assert prov["host"]["arch"] == HOST_ARCH and prov["host"]["cores"] == os.cpu_count()
+    assert isinstance(prov["host"]["kvm_usable"], bool)
+    lock = prov["sources"]["qemu"]
+    assert lock["version"] == prov["config"]["qemu"]["debian_version"]
+    assert any(name.endswith(".dsc") for name in lock["files"])
+    assert all(len(h) == 64 for h in lock["files"].values())
+    assert "7.2" in prov["tools"]["qemu-system-x86_64"]
+
+
+def test_built_binaries(project):
+    for name in ("qemu-system-x86_64", "qemu-system-aarch64"):
+        assert os.access(project / "results/build/qemu/install/bin" / name, os.X_OK)
+    for arch, magic in (("x86_64", "x86-64"), ("aarch64", "aarch64")):
+        out = subprocess.run(["file", "-L", str(project / f"results/build/native/{arch}/blk_bench")],
+                             capture_output=True, text=True).stdout
+        assert magic in out.replace("ARM aarch64", "aarch64") and "statically linked" in out
+
+
+def test_patched_qemu_reports_its_preads(project, tmp_path):
+    """SeaBIOS reads the boot sector of a virtio disk on a loop device (cache=none, TCG)."""
+    qemu = project / "results/build/qemu/install/bin/qemu-system-x86_64"
+    stats = tmp_path / "pread.stats"
+    with loopdev.tmpfs_loop(1 << 20) as dev:
+        proc = subprocess.Popen(
+            [str(qemu), "-nodefaults", "-display", "none", "-machine", "pc,accel=tcg", "-m", "64",
+             "-L", "/usr/share/qemu", "-L", "/usr/share/seabios",
+             "-drive", f"file={dev},format=raw,if=virtio,cache=none,aio=threads", "-boot", "c"],
+            env={**os.environ, "PREAD_STATS_FILE": str(stats)})
+        time.sleep(8)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    counts = results.parse_pread_stats(stats.read_text())
+    assert counts["pread_calls"] >= 1 and counts["pread_ns"] > 0
+
+
+def test_second_run_has_nothing_to_do(project):
+    proc = snakemake(project, "-n")
+    assert proc.returncode == 0, proc.stderr
+    assert planned_jobs(proc.stdout + proc.stderr) == {}, proc.stdout[-2000:]
+
+
+def test_patch_edit_reruns_only_the_qemu_chain(project):
+    patch = project / "patches/qemu/0001-pread-accounting.patch"
+    original = patch.read_text()
+    try:
+        patch.write_text("Edited description.\n" + original)
+        proc = snakemake(project, "-n")
+        assert proc.returncode == 0, proc.stderr
+        jobs = planned_jobs(proc.stdout + proc.stderr)
+        assert set(jobs) == {"qemu_source_patched", "qemu_build", "provenance", "all"}, jobs
+    finally:
+        patch.write_text(original)
+        os.utime(patch, (time.time() - 3600 * 24,) * 2)
+
+
+def test_changing_reads_reruns_measurements_and_aggregation_only(project):
+    proc = snakemake(project, "-n", "--config", "blk={'reads': 1000}")
+    assert proc.returncode == 0, proc.stderr
+    jobs = planned_jobs(proc.stdout + proc.stderr)
+    assert jobs.get("blk_host_run") == 3
+    assert jobs.get("blk_solo5_run", 0) == (3 if KVM_USABLE else 0)
+    assert {"blk_runs_csv", "blk_table", "blk_figure"} <= set(jobs)
+    assert not {"qemu_build", "qemu_source_patched", "native_bench", "solo5_builtin", "apt_index"} & set(jobs), jobs
+
+
+def test_archive_holds_the_artifact(project):
+    proc = snakemake(project, "archive")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = tarfile.open(project / "results/artifact.tar.gz").getnames()
+    for must in ("config/config.yaml", "patches/qemu/0001-pread-accounting.patch", "native/bench/blk_bench.c",
+                 "results/sources/qemu/lock.json", "results/data/blk_runs.csv",
+                 f"results/tables/blk_{HOST_ARCH}.md", f"results/figures/blk_{HOST_ARCH}.png",
+                 "results/provenance.json", f"results/raw/blk/{HOST_ARCH}/host/rep1/run.log"):
+        assert f"unikio-artifact/{must}" in names, must

@@ -1,0 +1,268 @@
+"""icmp_bench: build, frame layout against a Python reference, and runs against
+responders on a veth pair inside a private network namespace."""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from testkit import REPO, require_root
+from unikio.netns import NetNs, parse_net_result, tap_namespace
+
+BENCH_SRC = REPO / "native" / "bench"
+CROSS_CC = "aarch64-linux-gnu-gcc"
+SRC_MAC, DST_MAC = "aa:bb:cc:dd:ee:ff", "02:00:00:00:00:01"
+
+
+def _make(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["make", "-C", str(BENCH_SRC), f"O={out}", *extra],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench-native")
+    r = _make(out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out / "icmp_bench"
+
+
+def test_builds_static_x86_64(bench: Path) -> None:
+    assert bench.is_file()
+    if shutil.which("file"):
+        assert "statically linked" in subprocess.run(["file", str(bench)], capture_output=True, text=True).stdout
+
+
+def test_aarch64_cross_compiles(tmp_path: Path) -> None:
+    if shutil.which(CROSS_CC) is None:
+        pytest.skip(f"{CROSS_CC} not installed")
+    r = _make(tmp_path, "ARCH=aarch64")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "icmp_bench").is_file()
+
+
+# ---- frame layout
+
+
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _reference_frame(size: int, seq: int, ident: int) -> bytes:
+    """Echo request as documented in icmp_bench.c: DF, TTL 64, IP id 0, payload 0xa5 ^ i."""
+    payload = bytes(0xA5 ^ (i & 0xFF) for i in range(size))
+    icmp = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + payload
+    icmp = icmp[:2] + struct.pack("!H", _csum(icmp)) + icmp[4:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0x4000, 64, 1, 0,
+                     socket.inet_aton("10.0.0.1"), socket.inet_aton("10.0.0.2"))
+    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    eth = bytes.fromhex(DST_MAC.replace(":", "")) + bytes.fromhex(SRC_MAC.replace(":", "")) + b"\x08\x00"
+    return eth + ip + icmp
+
+
+def _selftest(bench: Path, size: int, seq: int, ident: int) -> bytes:
+    r = subprocess.run([str(bench), "--selftest-frame", "--src-mac", SRC_MAC, "--dst-mac", DST_MAC,
+                        "--src-ip", "10.0.0.1", "--dst-ip", "10.0.0.2", "--size", str(size),
+                        "--seq", str(seq), "--id", str(ident)], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    return bytes.fromhex(r.stdout.strip())
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 63, 511, 512, 1471, 1472])
+@pytest.mark.parametrize("seq, ident", [(1, 0x1234), (0xFFFF, 0), (0x8000, 0xFFFF)])
+def test_frame_matches_python_reference(bench: Path, size: int, seq: int, ident: int) -> None:
+    frame = _selftest(bench, size, seq, ident)
+    assert frame == _reference_frame(size, seq, ident)
+    assert len(frame) == 14 + 20 + 8 + size
+    # Independently of the reference: both checksums verify to zero.
+    assert _csum(frame[14:34]) == 0
+    assert _csum(frame[34:]) == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--ifname", "x", "--src-ip", "10.0.0.1", "--dst-ip", "10.0.0.2", "--size", "1"],  # no --count
+        ["--ifname", "x", "--src-ip", "10.0.0.1", "--dst-ip", "10.0.0.2", "--size", "1473", "--count", "1"],
+        ["--ifname", "x", "--src-ip", "10.0.0.1", "--dst-ip", "10.0.0.2", "--size", "-1", "--count", "1"],
+        ["--ifname", "x", "--src-ip", "10.0.0.300", "--dst-ip", "10.0.0.2", "--size", "1", "--count", "1"],
+        ["--ifname", "x", "--src-ip", "10.0.0.1", "--dst-ip", "10.0.0.2", "--size", "1", "--count", "0"],
+        ["--ifname", "x", "--src-ip", "10.0.0.1", "--dst-ip", "10.0.0.2", "--size", "1", "--count", "1",
+         "--timeout-ms", "0"],
+        ["--ifname", "x", "--src-ip", "10.0.0.1", "--dst-ip", "10.0.0.2", "--size", "1", "--count", "1", "--bogus"],
+        ["--selftest-frame", "--src-mac", "aa:bb:cc:dd:ee", "--dst-mac", DST_MAC, "--src-ip", "10.0.0.1",
+         "--dst-ip", "10.0.0.2", "--size", "1", "--seq", "1", "--id", "1"],
+        ["--selftest-frame", "--src-mac", SRC_MAC, "--dst-mac", DST_MAC, "--src-ip", "10.0.0.1",
+         "--dst-ip", "10.0.0.2", "--size", "1", "--seq", "65536", "--id", "1"],
+    ],
+)
+def test_bad_arguments_exit_2_with_usage(bench: Path, args: list[str]) -> None:
+    r = subprocess.run([str(bench), *args], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2
+    assert "usage: icmp_bench" in r.stderr
+    assert r.stdout == ""
+
+
+# ---- runs on real interfaces (root): a namespace with a tap and a veth pair
+
+RESPONDER = r'''
+import socket, struct, sys, time
+
+ifname, mode = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((ifname, 0))
+me = s.getsockname()[4]
+ip_me = socket.inet_aton("10.0.0.2")
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while t >> 16:
+        t = (t & 0xffff) + (t >> 16)
+    return ~t & 0xffff
+
+def reply_to(f, seq, ident=None, src=None, eth_dst=None, icmp_type=0):
+    ip = bytearray(f[14:])
+    ip[12:16], ip[16:20] = src or ip[16:20], ip[12:16]
+    ip[10:12] = b"\0\0"
+    ip[10:12] = struct.pack("!H", csum(bytes(ip[:20])))
+    icmp = ip[20:]
+    icmp[0] = icmp_type
+    if ident is not None:
+        icmp[4:6] = struct.pack("!H", ident)
+    icmp[6:8] = struct.pack("!H", seq)
+    icmp[2:4] = b"\0\0"
+    icmp[2:4] = struct.pack("!H", csum(bytes(icmp)))
+    return (eth_dst or f[6:12]) + me + b"\x08\x00" + bytes(ip[:20]) + bytes(icmp)
+
+print("ready", flush=True)
+end = time.monotonic() + 60  # never outlive a broken test
+s.settimeout(0.5)
+while time.monotonic() < end:
+    try:
+        f, addr = s.recvfrom(65536)
+    except socket.timeout:
+        continue
+    if addr[2] == socket.PACKET_OUTGOING or len(f) < 42:
+        continue
+    if f[12:14] == b"\x08\x06" and f[20:22] == b"\x00\x01" and f[38:42] == ip_me:
+        arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, me, ip_me, f[22:28], f[28:32])
+        s.send(f[22:28] + me + b"\x08\x06" + arp)
+    elif mode != "arp" and f[12:14] == b"\x08\x00" and f[23] == 1 and f[34] == 8 and f[30:34] == ip_me:
+        seq, ident = struct.unpack("!H", f[40:42])[0], struct.unpack("!H", f[38:40])[0]
+        # Decoys first, each wrong in one way only; "decoys" mode never sends the real reply.
+        s.send(reply_to(f, (seq + 1000) & 0xffff))
+        s.send(reply_to(f, seq, ident=ident ^ 1))
+        s.send(reply_to(f, seq, src=socket.inet_aton("10.0.0.3")))
+        s.send(reply_to(f, seq, eth_dst=b"\x02" * 6))
+        s.send(reply_to(f, seq, icmp_type=8))
+        s.send(f[6:12] + me + b"\x88\xb5" + bytes(46))
+        if mode == "echo":
+            s.send(reply_to(f, seq))
+'''
+
+
+@pytest.fixture
+def veth_ns() -> Iterator[NetNs]:
+    """The pipeline's namespace plus a veth pair ib0 <-> ib1 in it; the bench uses ib0."""
+    require_root()
+    with tap_namespace("unikio-test", tap=f"tapb{os.getpid() % 100000}") as ns:
+        for cmd in (["link", "add", "ib0", "type", "veth", "peer", "name", "ib1"],
+                    ["link", "set", "ib0", "up"], ["link", "set", "ib1", "up"]):
+            subprocess.run(["ip", "-n", ns.name, *cmd], check=True, capture_output=True, timeout=30)
+        yield ns
+
+
+@pytest.fixture
+def responder(veth_ns: NetNs, request: pytest.FixtureRequest) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen([*veth_ns.exec_prefix(), sys.executable, "-c", RESPONDER, "ib1", request.param],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        assert ready and proc.stdout.readline().strip() == "ready", "responder did not start"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=20)
+
+
+def _run(bench: Path, ns: NetNs, ifname: str, *extra: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ns.exec_prefix(), str(bench), "--ifname", ifname, "--src-ip", "10.0.0.1",
+                           "--dst-ip", "10.0.0.2", *extra], capture_output=True, text=True, timeout=timeout)
+
+
+def test_no_arp_reply_exits_3_quickly(bench: Path, veth_ns: NetNs) -> None:
+    start = time.monotonic()
+    r = _run(bench, veth_ns, veth_ns.tap, "--size", "1", "--count", "10", "--timeout-ms", "200",
+             "--arp-retries", "3", timeout=30)
+    elapsed = time.monotonic() - start
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.strip() == f"icmp_bench: no ARP reply from 10.0.0.2 on {veth_ns.tap}"
+    assert r.stdout == ""
+    assert 0.5 <= elapsed < 10
+
+
+def test_missing_interface_exits_1(bench: Path, veth_ns: NetNs) -> None:
+    r = _run(bench, veth_ns, "nosuchif0", "--size", "1", "--count", "1", timeout=30)
+    assert r.returncode == 1
+    assert "nosuchif0" in r.stderr
+
+
+@pytest.mark.parametrize("responder", ["arp"], indirect=True)
+def test_unanswered_echo_counts_lost_and_exits_4(bench: Path, veth_ns: NetNs, responder: object) -> None:
+    start = time.monotonic()
+    r = _run(bench, veth_ns, "ib0", "--size", "64", "--count", "5", "--timeout-ms", "100", timeout=30)
+    assert r.returncode == 4, r.stderr
+    assert time.monotonic() - start < 10
+    res = parse_net_result(r.stdout)
+    assert (res["packets"], res["received"], res["lost"]) == (5, 0, 5)
+    assert res["avg_ns"] == res["min_ns"] == res["max_ns"] == 0 and res["pps"] == 0
+
+
+@pytest.mark.parametrize("responder", ["arp"], indirect=True)
+def test_loss_within_allowance_exits_0(bench: Path, veth_ns: NetNs, responder: object) -> None:
+    r = _run(bench, veth_ns, "ib0", "--size", "0", "--count", "2", "--timeout-ms", "50", "--max-loss-pct", "100")
+    assert r.returncode == 0, r.stderr
+    assert parse_net_result(r.stdout)["lost"] == 2
+
+
+@pytest.mark.parametrize("responder", ["echo"], indirect=True)
+@pytest.mark.parametrize("size", [0, 1, 1472])
+def test_answered_echo_all_received_decoys_ignored(bench: Path, veth_ns: NetNs, responder: object,
+                                                   size: int) -> None:
+    count = 200
+    r = _run(bench, veth_ns, "ib0", "--size", str(size), "--count", str(count))
+    assert r.returncode == 0, r.stderr
+    res = parse_net_result(r.stdout)
+    assert res["size"] == size
+    assert (res["packets"], res["received"], res["lost"]) == (count, count, 0)
+    # Six decoys per echo; the kernel may add a few frames (IPv6 chatter) of its own.
+    assert res["ignored"] >= 6 * count
+    assert 0 < res["min_ns"] <= res["avg_ns"] <= res["max_ns"] < 1_000_000_000
+
+
+@pytest.mark.parametrize("responder", ["decoys"], indirect=True)
+def test_near_miss_replies_never_match(bench: Path, veth_ns: NetNs, responder: object) -> None:
+    # Wrong seq, id, source IP, destination MAC, ICMP type, ethertype: all ignored, so all lost.
+    r = _run(bench, veth_ns, "ib0", "--size", "32", "--count", "4", "--timeout-ms", "100", timeout=30)
+    assert r.returncode == 4, r.stderr
+    res = parse_net_result(r.stdout)
+    assert (res["received"], res["lost"]) == (0, 4)
+    assert res["ignored"] >= 6 * 4

@@ -1,0 +1,394 @@
+"""Tests for unikio.guest: QEMU argv, console protocol, parsers, KVM probe."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from unikio import guest
+from unikio.guest import GuestError
+
+COMMON: dict[str, Any] = {"kernel": "/k/vmlinuz", "initrd": "/k/initrd.gz", "append": "console=x"}
+
+
+def opt(cmd: list[str], flag: str) -> list[str]:
+    """All values given to a QEMU flag."""
+    return [cmd[i + 1] for i, a in enumerate(cmd) if a == flag]
+
+
+# ------------------------------------------------------------ command line
+
+
+def test_x86_tcg_defaults() -> None:
+    cmd = guest.qemu_command(arch="x86_64", accel="tcg", **COMMON)
+    assert cmd[0] == "qemu-system-x86_64"
+    assert opt(cmd, "-M") == ["pc"]
+    assert opt(cmd, "-accel") == ["tcg"]
+    assert opt(cmd, "-cpu") == []
+    assert opt(cmd, "-L") == ["/usr/share/qemu", "/usr/share/seabios"]
+    assert opt(cmd, "-m") == ["256"] and opt(cmd, "-smp") == ["1"]
+    assert opt(cmd, "-serial") == ["stdio"]
+    assert opt(cmd, "-kernel") == ["/k/vmlinuz"]
+    assert opt(cmd, "-initrd") == ["/k/initrd.gz"]
+    assert opt(cmd, "-append") == ["console=x"]
+    for flag in ("-nodefaults", "-nographic", "-no-reboot"):
+        assert flag in cmd
+    assert "-drive" not in cmd and "-netdev" not in cmd
+
+
+def test_x86_kvm_uses_host_cpu_and_custom_params() -> None:
+    cmd = guest.qemu_command(
+        arch="x86_64",
+        accel="kvm",
+        qemu="/opt/qemu/bin/qemu-system-x86_64",
+        firmware_dirs=["/fw"],
+        memory_mb=512,
+        smp=2,
+        serial="/tmp/console.log",
+        **COMMON,
+    )
+    assert cmd[0] == "/opt/qemu/bin/qemu-system-x86_64"
+    assert opt(cmd, "-cpu") == ["host"]
+    assert opt(cmd, "-accel") == ["kvm"]
+    assert opt(cmd, "-L") == ["/fw"]
+    assert opt(cmd, "-m") == ["512"] and opt(cmd, "-smp") == ["2"]
+    assert opt(cmd, "-serial") == ["file:/tmp/console.log"]
+
+
+@pytest.mark.parametrize(
+    ("accel", "machine", "cpu"),
+    [("tcg", "virt", "max"), ("kvm", "virt,gic-version=host", "host")],
+)
+def test_aarch64_machine_and_cpu(accel: str, machine: str, cpu: str) -> None:
+    cmd = guest.qemu_command(arch="aarch64", accel=accel, **COMMON)
+    assert cmd[0] == "qemu-system-aarch64"
+    assert opt(cmd, "-M") == [machine]
+    assert opt(cmd, "-cpu") == [cpu]
+
+
+@pytest.mark.parametrize(
+    ("arch", "machine", "blk", "net"),
+    [
+        ("x86_64", "pc", "virtio-blk-pci", "virtio-net-pci"),
+        ("x86_64", "microvm", "virtio-blk-device", "virtio-net-device"),
+        ("aarch64", None, "virtio-blk-device", "virtio-net-device"),
+    ],
+)
+def test_devices_per_machine(arch: str, machine: str | None, blk: str, net: str) -> None:
+    cmd = guest.qemu_command(arch=arch, accel="tcg", machine=machine, drive="/dev/loop3", tap="tap0", **COMMON)
+    assert opt(cmd, "-drive") == ["file=/dev/loop3,format=raw,if=none,id=d0,cache=none,aio=threads"]
+    assert opt(cmd, "-device")[0] == f"{blk},drive=d0"
+    assert opt(cmd, "-netdev") == ["tap,id=n0,ifname=tap0,script=no,downscript=no,vhost=off"]
+    nic = opt(cmd, "-device")[1]
+    assert nic.startswith(f"{net},netdev=n0,mac={guest.DEFAULT_MAC}")
+    assert nic.endswith(",romfile=") == net.endswith("-pci")
+
+
+def test_microvm_machine_options() -> None:
+    cmd = guest.qemu_command(arch="x86_64", accel="tcg", machine="microvm", **COMMON)
+    assert opt(cmd, "-M") == ["microvm,pit=on,pic=on,rtc=on"]
+
+
+def test_vhost_mac_and_pinning() -> None:
+    cmd = guest.qemu_command(
+        arch="x86_64",
+        accel="kvm",
+        tap="tap-bench1",
+        vhost=True,
+        mac="52:54:00:aa:bb:cc",
+        pin_cpu=1,
+        extra_args=["-d", "guest_errors"],
+        **COMMON,
+    )
+    assert cmd[:4] == ["taskset", "-c", "1", "qemu-system-x86_64"]
+    assert "vhost=on" in opt(cmd, "-netdev")[0]
+    assert "mac=52:54:00:aa:bb:cc" in opt(cmd, "-device")[0]
+    assert cmd[-2:] == ["-d", "guest_errors"]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"arch": "riscv64", "accel": "tcg"},
+        {"arch": "x86_64", "accel": "hvf"},
+        {"arch": "x86_64", "accel": "tcg", "machine": "virt"},
+        {"arch": "aarch64", "accel": "tcg", "machine": "pc"},
+        {"arch": "x86_64", "accel": "tcg", "tap": "bad name"},
+        {"arch": "x86_64", "accel": "tcg", "tap": "t0", "mac": "52:54:00"},
+        {"arch": "x86_64", "accel": "tcg", "drive": "/a,b"},
+        {"arch": "x86_64", "accel": "tcg", "memory_mb": 0},
+        {"arch": "x86_64", "accel": "tcg", "pin_cpu": -1},
+    ],
+)
+def test_invalid_parameters(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        guest.qemu_command(**COMMON, **kwargs)
+
+
+def test_kernel_append() -> None:
+    job = {"bench": "blk", "dev": "/dev/vda", "reads": 100000, "bs": 512, "reps": 1}
+    assert guest.kernel_append("x86_64", job) == (
+        "console=ttyS0 panic=-1 quiet bench=blk dev=/dev/vda reads=100000 bs=512 reps=1"
+    )
+    arm = guest.kernel_append("aarch64", {"bench": "none"}, extra=["loglevel=3"])
+    assert arm == "console=ttyAMA0 panic=-1 quiet loglevel=3 bench=none"
+    with pytest.raises(ValueError):
+        guest.kernel_append("x86_64", {"ip": "10.0.0.2 /24"})
+    with pytest.raises(ValueError):
+        guest.kernel_append("mips", {})
+
+
+# ----------------------------------------------------------------- parsers
+
+
+def test_parse_blk_result() -> None:
+    line = "RESULT blk reads=100000 block_size=512 total_ns=123456789\r\n"
+    assert guest.parse_blk_result(line) == {
+        "reads": 100000,
+        "block_size": 512,
+        "total_ns": 123456789,
+    }
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "RESULT blk reads=10 block_size=512",
+        "RESULT blk reads=10 block_size=512 total_ns=abc",
+        "RESULT blk reads=-1 block_size=512 total_ns=5",
+        "RESULT blk reads=0 block_size=512 total_ns=5",
+        "RESULT blk reads=10 block_size=512 total_ns=5 extra=1",
+        "RESULT net reads=10 block_size=512 total_ns=5",
+        "garbage RESULT blk reads=10 block_size=512 total_ns=5",
+    ],
+)
+def test_parse_blk_result_malformed(line: str) -> None:
+    with pytest.raises(ValueError):
+        guest.parse_blk_result(line)
+
+
+def test_find_blk_result() -> None:
+    ok = ["noise", "RESULT blk reads=1 block_size=4096 total_ns=7"]
+    assert guest.find_blk_result(ok)["block_size"] == 4096
+    with pytest.raises(ValueError):
+        guest.find_blk_result(["noise"])
+    with pytest.raises(ValueError):
+        guest.find_blk_result(ok + ok[1:])
+    assert len(guest.find_blk_results(ok + ok[1:])) == 2
+    assert guest.find_blk_results(["noise"]) == []
+    with pytest.raises(ValueError):
+        guest.find_blk_results(["RESULT blk reads=1"])
+
+
+def test_parse_pread_stats() -> None:
+    assert guest.parse_pread_stats("pread_calls=100001 pread_ns=987654321\n") == {
+        "pread_calls": 100001,
+        "pread_ns": 987654321,
+    }
+    assert guest.parse_pread_stats("\n  pread_calls=0 pread_ns=0  \n\n")["pread_calls"] == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "\n",
+        "pread_calls=1",
+        "pread_calls=x pread_ns=2",
+        "pread_ns=2 pread_calls=1",
+        "pread_calls=1 pread_ns=2\npread_calls=1 pread_ns=2\n",
+        "pread_calls=1 pread_ns=-2",
+    ],
+)
+def test_parse_pread_stats_malformed(text: str) -> None:
+    with pytest.raises(ValueError):
+        guest.parse_pread_stats(text)
+
+
+def test_clean_console_line() -> None:
+    raw = b"\x1bc\x1b[?7l\x1b[2JUNIKIO-BEGIN\r\n"
+    assert guest.clean_console_line(raw) == "UNIKIO-BEGIN"
+
+
+# ------------------------------------------------------------------ runner
+
+FAKE_QEMU = r"""
+import os, sys, time
+args = sys.argv[1:]
+mode = args[0] if args and not args[0].startswith("-") else os.environ.get("FAKE_MODE", "ok")
+def out(s):
+    sys.stdout.write(s + "\n"); sys.stdout.flush()
+if mode == "ok":
+    out("[    0.1] booting")
+    time.sleep(0.2)
+    out("\x1bc\x1b[2JUNIKIO-BEGIN")
+    out("RESULT blk reads=10 block_size=512 total_ns=1000")
+    out("UNIKIO-END status=0")
+elif mode == "env":
+    out("UNIKIO-BEGIN"); out("X=" + os.environ.get("PREAD_STATS_FILE", "")); out("UNIKIO-END status=0")
+elif mode == "status":
+    out("UNIKIO-BEGIN"); out("UNIKIO-END status=3")
+elif mode == "error":
+    out("UNIKIO-ERROR /dev/vda did not appear within 10 s")
+elif mode == "panic":
+    out("[    1.0] Kernel panic - not syncing: Attempted to kill init!")
+elif mode == "hang":
+    out("UNIKIO-BEGIN"); time.sleep(60)
+elif mode == "qemufail":
+    sys.stderr.write("qemu: could not open disk image\n"); sys.exit(1)
+elif mode == "nomarkers":
+    out("hello")
+elif mode == "kvmerr":
+    sys.stderr.write("KVM internal error. Suberror: 1\nemulation failure\n")
+    sys.stderr.flush(); time.sleep(60)
+elif mode == "quit":
+    out("UNIKIO-BEGIN"); out("NET up if=eth0 ip=10.0.0.2/24")
+    line = sys.stdin.readline().strip()
+    out("NET end reason=" + line); out("UNIKIO-END status=0")
+"""
+
+
+@pytest.fixture
+def fake_qemu(tmp_path: Path) -> Path:
+    script = tmp_path / "fake-qemu"
+    script.write_text(f"#!{sys.executable}\n{FAKE_QEMU}")
+    script.chmod(0o755)
+    return script
+
+
+def test_run_guest_success(fake_qemu: Path, tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "console.log"
+    res = guest.run_guest([str(fake_qemu), "ok"], log, timeout_s=20)
+    assert res.status == 0
+    assert res.lines == ["RESULT blk reads=10 block_size=512 total_ns=1000"]
+    assert 0.15 < res.boot_s < res.total_s
+    assert res.console_log == log
+    assert "UNIKIO-END status=0" in log.read_text()
+
+
+def test_run_guest_passes_env(fake_qemu: Path, tmp_path: Path) -> None:
+    res = guest.run_guest([str(fake_qemu), "env"], tmp_path / "c.log", 20, env={"PREAD_STATS_FILE": "/x/y"})
+    assert res.lines == ["X=/x/y"]
+
+
+def test_run_guest_on_begin_sends_line(fake_qemu: Path, tmp_path: Path) -> None:
+    sent: list[str] = []
+
+    def on_begin(send: Callable[[str], None]) -> None:
+        sent.append("quit")
+        send("quit")
+
+    res = guest.run_guest([str(fake_qemu), "quit"], tmp_path / "c.log", 20, on_begin=on_begin)
+    assert sent == ["quit"]
+    assert res.lines[-1] == "NET end reason=quit"
+
+
+def test_run_guest_on_begin_error_reported(fake_qemu: Path, tmp_path: Path) -> None:
+    def on_begin(send: Callable[[str], None]) -> None:
+        send("quit")
+        raise RuntimeError("ping failed")
+
+    with pytest.raises(GuestError, match="ping failed"):
+        guest.run_guest([str(fake_qemu), "quit"], tmp_path / "c.log", 20, on_begin=on_begin)
+
+
+def test_run_guest_nonzero_status(fake_qemu: Path, tmp_path: Path) -> None:
+    with pytest.raises(GuestError, match="status 3"):
+        guest.run_guest([str(fake_qemu), "status"], tmp_path / "c.log", 20)
+    res = guest.run_guest([str(fake_qemu), "status"], tmp_path / "c.log", 20, check_status=False)
+    assert res.status == 3 and res.lines == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("error", "UNIKIO-ERROR /dev/vda did not appear"),
+        ("panic", "kernel panic"),
+        ("qemufail", "QEMU exited with status 1: qemu: could not open disk image"),
+        ("nomarkers", "without UNIKIO-BEGIN/UNIKIO-END"),
+    ],
+)
+def test_run_guest_failures(fake_qemu: Path, tmp_path: Path, mode: str, message: str) -> None:
+    log = tmp_path / "c.log"
+    with pytest.raises(GuestError) as info:
+        guest.run_guest([str(fake_qemu), mode], log, 20)
+    text = str(info.value)
+    assert message in text
+    assert f"console log: {log}" in text
+    assert "\n" not in text
+
+
+def test_run_guest_timeout_kills(fake_qemu: Path, tmp_path: Path) -> None:
+    start = time.monotonic()
+    with pytest.raises(GuestError, match=r"timed out after 1 s"):
+        guest.run_guest([str(fake_qemu), "hang"], tmp_path / "c.log", 1)
+    assert time.monotonic() - start < 10
+
+
+def test_run_guest_kvm_internal_error_fails_fast(fake_qemu: Path, tmp_path: Path) -> None:
+    start = time.monotonic()
+    with pytest.raises(GuestError, match="KVM internal error. Suberror: 1"):
+        guest.run_guest([str(fake_qemu), "kvmerr"], tmp_path / "c.log", 30)
+    assert time.monotonic() - start < 10
+    assert "--- qemu stderr ---" in (tmp_path / "c.log").read_text()
+
+
+def test_run_guest_missing_binary(tmp_path: Path) -> None:
+    with pytest.raises(GuestError, match="cannot start"):
+        guest.run_guest([str(tmp_path / "nope")], tmp_path / "c.log", 5)
+
+
+# --------------------------------------------------------------- KVM probe
+
+
+def test_probe_kvm_without_device(tmp_path: Path) -> None:
+    ok, reason = guest.probe_kvm("x86_64", None, "/k", "/i", kvm_device=str(tmp_path / "kvm"))
+    assert not ok and "not usable" in reason
+
+
+def test_probe_kvm_arch_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dev = tmp_path / "kvm"
+    dev.write_bytes(b"")
+    monkeypatch.setattr(guest, "host_arch", lambda: "x86_64")
+    ok, reason = guest.probe_kvm("aarch64", None, "/k", "/i", kvm_device=str(dev))
+    assert not ok and "differs" in reason
+
+
+@pytest.mark.parametrize(("mode", "usable"), [("ok", True), ("kvmerr", False), ("hang", False)])
+def test_probe_kvm_boot(
+    fake_qemu: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    usable: bool,
+) -> None:
+    dev = tmp_path / "kvm"
+    dev.write_bytes(b"")
+    monkeypatch.setattr(guest, "host_arch", lambda: "aarch64")
+    monkeypatch.setenv("FAKE_MODE", mode)
+    log = tmp_path / "probe.log"
+    ok, reason = guest.probe_kvm(
+        "aarch64",
+        str(fake_qemu),
+        "/k",
+        "/i",
+        timeout_s=2,
+        kvm_device=str(dev),
+        console_log=log,
+    )
+    assert ok is usable, reason
+    if not usable:
+        assert str(log) in reason
+
+
+def test_host_arch_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(platform, "machine", lambda: "arm64")
+    assert guest.host_arch() == "aarch64"
+    monkeypatch.setattr(platform, "machine", lambda: "AMD64")
+    assert guest.host_arch() == "x86_64"

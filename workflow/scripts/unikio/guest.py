@@ -1,0 +1,483 @@
+"""QEMU command construction and boot runner for the benchmark Linux guest.
+
+The guest's init (native/guest/init.c) prints ``UNIKIO-BEGIN`` right before
+its job, the job's output, then ``UNIKIO-END status=<rc>`` and powers off;
+on failure it prints ``UNIKIO-ERROR <message>``.  :func:`run_guest` drives
+one QEMU run and turns that protocol into a :class:`GuestResult` or a
+one-line :class:`GuestError` that names the console log.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from .errors import PipelineError
+
+ARCHES = ("x86_64", "aarch64")
+ACCELS = ("kvm", "tcg")
+
+# x86_64 machine type: "pc".  Measured on the development VM (QEMU 7.2 under
+# TCG, Debian cloud kernel 6.1.0-56, 256 MiB, 1 vCPU, bench=none, 10 boots
+# each, time from QEMU start to UNIKIO-BEGIN):
+#   pc                               median 1.64 s (1.53-1.94), 0/10 failed
+#   microvm,pit=on,pic=on,rtc=on     median 1.57 s (1.46-2.45), 2/10 hung
+#   microvm,pit=on                   10/10 hung
+# microvm is only ~0.07 s faster but unusable under TCG: it has no HPET or
+# ACPI PM timer, so the kernel must calibrate the TSC against the PIT, which
+# under TCG fails depending on host timing ("tsc: Unable to calibrate
+# against PIT ... Marking TSC unstable") and the boot then hangs.  Without
+# pit=on it never calibrates.  pc boots reliably, so it is used for both
+# accelerators (one machine model for every x86_64 measurement).
+DEFAULT_X86_MACHINE = "pc"
+MACHINE_OPTIONS = {
+    "microvm": "microvm,pit=on,pic=on,rtc=on",
+    "pc": "pc",
+    "virt": "virt",
+}
+# virtio transport per machine: microvm has no PCI bus (virtio-mmio devices
+# announced via ACPI); on arm virt we use the virtio-mmio transports that
+# QEMU describes in the device tree.
+TRANSPORT = {"microvm": "device", "pc": "pci", "virt": "device"}
+CONSOLE = {"x86_64": "ttyS0", "aarch64": "ttyAMA0"}
+QEMU_BINARY = {"x86_64": "qemu-system-x86_64", "aarch64": "qemu-system-aarch64"}
+DEFAULT_FIRMWARE_DIRS = ("/usr/share/qemu", "/usr/share/seabios")
+DEFAULT_MAC = "52:54:00:12:34:56"
+BASE_APPEND = ("panic=-1", "quiet")
+
+BEGIN = "UNIKIO-BEGIN"
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[^[])")
+_END = re.compile(r"UNIKIO-END status=(-?\d+)\s*$")
+_ERROR = re.compile(r"UNIKIO-ERROR\s*(.*)$")
+_BLK = re.compile(r"RESULT blk reads=(\d+) block_size=(\d+) total_ns=(\d+)")
+_PREAD = re.compile(r"pread_calls=(\d+) pread_ns=(\d+)")
+_PANIC = "Kernel panic - not syncing"
+# QEMU stderr messages after which the VM can never finish (QEMU pauses
+# the VM on a KVM internal error instead of exiting, so we stop waiting).
+_FATAL_STDERR = (
+    "KVM internal error",
+    "failed to initialize kvm",
+    "Could not access KVM",
+)
+
+
+class GuestError(PipelineError):
+    """A guest run failed; the message is one line and names the console log."""
+
+
+@dataclass(frozen=True)
+class GuestResult:
+    """Outcome of a successful guest run."""
+
+    status: int
+    lines: list[str]
+    boot_s: float
+    total_s: float
+    console_log: Path
+    returncode: int = 0
+    stderr: str = field(default="", repr=False)
+
+
+# ------------------------------------------------------------ command line
+
+
+def host_arch() -> str:
+    """Host architecture in QEMU/GNU naming (x86_64 or aarch64)."""
+    m = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(m, m)
+
+
+def default_machine(arch: str) -> str:
+    """Machine type used for an architecture (see DEFAULT_X86_MACHINE)."""
+    _check_choice("arch", arch, ARCHES)
+    return DEFAULT_X86_MACHINE if arch == "x86_64" else "virt"
+
+
+def _check_choice(what: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+def kernel_append(arch: str, job: Mapping[str, object], extra: Sequence[str] = ()) -> str:
+    """Kernel command line: serial console, panic/quiet options, then job keys."""
+    _check_choice("arch", arch, ARCHES)
+    words = [f"console={CONSOLE[arch]}", *BASE_APPEND, *extra]
+    for key, value in job.items():
+        text = f"{key}={value}"
+        if not key or any(c.isspace() for c in text):
+            raise ValueError(f"job key/value must not contain whitespace: {text!r}")
+        words.append(text)
+    return " ".join(words)
+
+
+def qemu_command(
+    *,
+    arch: str,
+    accel: str,
+    kernel: Path | str,
+    initrd: Path | str,
+    append: str,
+    qemu: str | None = None,
+    machine: str | None = None,
+    firmware_dirs: Sequence[Path | str] = DEFAULT_FIRMWARE_DIRS,
+    memory_mb: int = 256,
+    smp: int = 1,
+    serial: str = "stdio",
+    drive: Path | str | None = None,
+    tap: str | None = None,
+    vhost: bool = False,
+    mac: str = DEFAULT_MAC,
+    pin_cpu: int | None = None,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """Build the QEMU argv for one guest boot.
+
+    ``serial`` is ``"stdio"`` (what :func:`run_guest` expects) or a file
+    path.  ``drive`` adds a raw virtio-blk disk (cache=none, aio=threads),
+    ``tap`` a virtio-net NIC on that tap device.  ``pin_cpu`` prefixes
+    ``taskset -c <cpu>``.
+    """
+    _check_choice("arch", arch, ARCHES)
+    _check_choice("accel", accel, ACCELS)
+    machine = machine or default_machine(arch)
+    allowed = ("microvm", "pc") if arch == "x86_64" else ("virt",)
+    _check_choice(f"machine for {arch}", machine, allowed)
+    if memory_mb <= 0 or smp <= 0:
+        raise ValueError("memory_mb and smp must be positive")
+
+    cmd: list[str] = []
+    if pin_cpu is not None:
+        if pin_cpu < 0:
+            raise ValueError("pin_cpu must be >= 0")
+        cmd += ["taskset", "-c", str(pin_cpu)]
+    cmd.append(qemu or QEMU_BINARY[arch])
+    for d in firmware_dirs:
+        cmd += ["-L", str(d)]
+
+    mopts = MACHINE_OPTIONS[machine]
+    if arch == "aarch64":
+        if accel == "kvm":
+            mopts += ",gic-version=host"
+        cmd += ["-M", mopts, "-cpu", "host" if accel == "kvm" else "max"]
+    else:
+        cmd += ["-M", mopts]
+        if accel == "kvm":
+            cmd += ["-cpu", "host"]
+    cmd += ["-accel", accel, "-m", str(memory_mb), "-smp", str(smp)]
+    cmd += ["-nodefaults", "-nographic", "-no-reboot"]
+    cmd += ["-serial", "stdio" if serial == "stdio" else f"file:{serial}"]
+    cmd += ["-kernel", str(kernel), "-initrd", str(initrd), "-append", append]
+
+    transport = TRANSPORT[machine]
+    if drive is not None:
+        if "," in str(drive):
+            raise ValueError(f"drive path must not contain ',': {drive}")
+        cmd += [
+            "-drive",
+            f"file={drive},format=raw,if=none,id=d0,cache=none,aio=threads",
+            "-device",
+            f"virtio-blk-{transport},drive=d0",
+        ]
+    if tap is not None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", tap):
+            raise ValueError(f"invalid tap interface name: {tap!r}")
+        if not re.fullmatch(r"(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", mac):
+            raise ValueError(f"invalid MAC address: {mac!r}")
+        # romfile= : no PXE option ROM; the kernel is loaded directly.
+        rom = ",romfile=" if transport == "pci" else ""
+        cmd += [
+            "-netdev",
+            f"tap,id=n0,ifname={tap},script=no,downscript=no,vhost={'on' if vhost else 'off'}",
+            "-device",
+            f"virtio-net-{transport},netdev=n0,mac={mac}{rom}",
+        ]
+    cmd += list(extra_args)
+    return cmd
+
+
+# ------------------------------------------------------------------ runner
+
+
+def clean_console_line(raw: bytes) -> str:
+    """Decode a console line, dropping CR/LF and terminal escape sequences."""
+    return _ANSI.sub("", raw.decode("utf-8", errors="replace")).rstrip("\r\n")
+
+
+@dataclass
+class _Console:
+    """Console lines collected by the reader thread."""
+
+    lines: list[str] = field(default_factory=list)
+    begin_at: float | None = None
+    begin_index: int | None = None
+    end_status: int | None = None
+    end_index: int | None = None
+    error: str | None = None
+    panic: bool = False
+    begin_seen: threading.Event = field(default_factory=threading.Event)
+
+
+def _scan_line(con: _Console, line: str, now: float) -> None:
+    """Update marker state for one console line."""
+    idx = len(con.lines)
+    con.lines.append(line)
+    if con.begin_index is None and line.rstrip().endswith(BEGIN):
+        con.begin_index, con.begin_at = idx, now
+        con.begin_seen.set()
+        return
+    m = _END.search(line)
+    if m and con.end_index is None:
+        con.end_index, con.end_status = idx, int(m.group(1))
+        return
+    m = _ERROR.search(line)
+    if m and con.error is None:
+        con.error = m.group(1).strip() or "(no message)"
+    if _PANIC in line:
+        con.panic = True
+
+
+def _read_stdout(stream: IO[bytes], con: _Console, log: IO[bytes], t0: float) -> None:
+    for raw in iter(stream.readline, b""):
+        log.write(raw)
+        log.flush()
+        _scan_line(con, clean_console_line(raw), time.monotonic() - t0)
+
+
+def _read_stderr(stream: IO[bytes], sink: list[str], fatal: threading.Event) -> None:
+    for raw in iter(stream.readline, b""):
+        text = raw.decode("utf-8", errors="replace")
+        sink.append(text)
+        if any(p in text for p in _FATAL_STDERR):
+            fatal.set()
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def run_guest(
+    cmd: Sequence[str],
+    console_log: Path | str,
+    timeout_s: float,
+    env: Mapping[str, str] | None = None,
+    on_begin: Callable[[Callable[[str], None]], None] | None = None,
+    check_status: bool = True,
+) -> GuestResult:
+    """Run QEMU (serial on stdio), enforce the timeout, parse the markers.
+
+    ``on_begin``, if given, is called in a helper thread once the guest
+    printed UNIKIO-BEGIN, with a function that sends one line to the guest
+    console (e.g. ``send("quit")`` for bench=net).  Raises GuestError on
+    timeout, kernel panic, UNIKIO-ERROR, a missing UNIKIO-END, a non-zero
+    QEMU exit status, or (``check_status``) a non-zero job status.
+    """
+    log_path = Path(console_log)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    con = _Console()
+    stderr_lines: list[str] = []
+    fatal = threading.Event()
+    full_env = None if env is None else {**os.environ, **env}
+
+    with open(log_path, "wb") as log:
+        t0 = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                list(cmd),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=full_env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise GuestError(f"cannot start {cmd[0]}: {exc} (console log: {log_path})") from exc
+        out_t = threading.Thread(target=_read_stdout, args=(proc.stdout, con, log, t0))
+        err_t = threading.Thread(target=_read_stderr, args=(proc.stderr, stderr_lines, fatal))
+        out_t.start()
+        err_t.start()
+
+        def send(text: str) -> None:
+            assert proc.stdin is not None
+            proc.stdin.write(text.encode() + b"\n")
+            proc.stdin.flush()
+
+        def callback() -> None:
+            con.begin_seen.wait()
+            if proc.poll() is None and on_begin is not None:
+                on_begin(send)
+
+        # A Future keeps an exception raised by on_begin for the report below.
+        pool = ThreadPoolExecutor(max_workers=1) if on_begin else None
+        cb_future = pool.submit(callback) if pool is not None else None
+
+        reason = None
+        deadline = t0 + timeout_s
+        while proc.poll() is None:
+            if fatal.is_set():
+                time.sleep(0.2)  # let the rest of the message arrive
+                reason = "QEMU reported: " + _first_line(
+                    next(s for s in stderr_lines if any(p in s for p in _FATAL_STDERR))
+                )
+                break
+            if time.monotonic() > deadline:
+                reason = f"timed out after {timeout_s:g} s"
+                break
+            time.sleep(0.02)
+        total = time.monotonic() - t0
+        if reason is not None:
+            _kill_group(proc)
+        con.begin_seen.set()  # release a callback still waiting
+        if pool is not None:
+            pool.shutdown(wait=reason is None)
+        out_t.join(5)
+        err_t.join(5)
+        if proc.stdin is not None:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+        stderr_text = "".join(stderr_lines)
+        if stderr_text:
+            log.write(b"\n--- qemu stderr ---\n" + stderr_text.encode())
+
+    def fail(why: str) -> GuestError:
+        return GuestError(f"guest run failed: {why} (console log: {log_path})")
+
+    if reason is not None:
+        raise fail(reason)
+    if con.error is not None:
+        raise fail(f"UNIKIO-ERROR {con.error}")
+    if con.panic:
+        raise fail("kernel panic")
+    if proc.returncode != 0:
+        detail = _first_line(stderr_text)
+        raise fail(f"QEMU exited with status {proc.returncode}" + (f": {detail}" if detail else ""))
+    if con.begin_index is None or con.end_index is None or con.end_status is None:
+        raise fail("guest stopped without UNIKIO-BEGIN/UNIKIO-END markers")
+    cb_error = cb_future.exception() if cb_future is not None and cb_future.done() else None
+    if cb_error is not None:
+        raise fail(f"on_begin callback raised {cb_error!r}")
+    if check_status and con.end_status != 0:
+        raise fail(f"job exited with status {con.end_status}")
+    assert con.begin_at is not None
+    return GuestResult(
+        status=con.end_status,
+        lines=con.lines[con.begin_index + 1 : con.end_index],
+        boot_s=con.begin_at,
+        total_s=total,
+        console_log=log_path,
+        returncode=proc.returncode,
+        stderr=stderr_text,
+    )
+
+
+# ----------------------------------------------------------------- parsers
+
+
+def parse_blk_result(line: str) -> dict[str, int]:
+    """Parse ``RESULT blk reads=<N> block_size=<B> total_ns=<T>``."""
+    m = _BLK.fullmatch(line.strip())
+    if m is None:
+        raise ValueError(f"malformed blk result line: {line!r}")
+    reads, bs, total = (int(g) for g in m.groups())
+    if reads <= 0 or bs <= 0:
+        raise ValueError(f"blk result with non-positive reads/block_size: {line!r}")
+    return {"reads": reads, "block_size": bs, "total_ns": total}
+
+
+def find_blk_results(lines: Sequence[str]) -> list[dict[str, int]]:
+    """Every ``RESULT blk`` line among a guest's job output (one per rep)."""
+    return [parse_blk_result(ln) for ln in lines if ln.strip().startswith("RESULT blk")]
+
+
+def find_blk_result(lines: Sequence[str]) -> dict[str, int]:
+    """The single ``RESULT blk`` line among a guest's job output lines."""
+    found = find_blk_results(lines)
+    if len(found) != 1:
+        raise ValueError(f"expected exactly one 'RESULT blk' line, found {len(found)}")
+    return found[0]
+
+
+def parse_pread_stats(text: str) -> dict[str, int]:
+    """Parse the patched QEMU's ``pread_calls=<N> pread_ns=<T>`` stats file.
+
+    Exactly one non-empty line is expected.
+    """
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if len(lines) != 1:
+        raise ValueError(f"expected one pread stats line, got {len(lines)}: {text!r}")
+    m = _PREAD.fullmatch(lines[0])
+    if m is None:
+        raise ValueError(f"malformed pread stats line: {lines[0]!r}")
+    return {"pread_calls": int(m.group(1)), "pread_ns": int(m.group(2))}
+
+
+# --------------------------------------------------------------- KVM probe
+
+
+def probe_kvm(
+    arch: str,
+    qemu: str | None,
+    kernel: Path | str,
+    initrd: Path | str,
+    firmware: Sequence[Path | str] = DEFAULT_FIRMWARE_DIRS,
+    timeout_s: float = 30.0,
+    machine: str | None = None,
+    console_log: Path | str | None = None,
+    kvm_device: str = "/dev/kvm",
+) -> tuple[bool, str]:
+    """Decide whether KVM can be used for this guest.
+
+    Requires that /dev/kvm opens read-write, that the guest arch equals the
+    host arch, and that a ``bench=none`` boot of this kernel/initrd under
+    KVM reaches UNIKIO-END within ``timeout_s``.
+    """
+    _check_choice("arch", arch, ARCHES)
+    try:
+        fd = os.open(kvm_device, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as exc:
+        return False, f"{kvm_device} not usable: {exc.strerror or exc}"
+    os.close(fd)
+    if arch != host_arch():
+        return False, f"guest arch {arch} differs from host arch {host_arch()}"
+    if console_log is None:
+        fd, name = tempfile.mkstemp(prefix=f"kvm-probe-{arch}-", suffix=".log")
+        os.close(fd)
+        console_log = name
+    cmd = qemu_command(
+        arch=arch,
+        accel="kvm",
+        qemu=qemu,
+        machine=machine,
+        kernel=kernel,
+        initrd=initrd,
+        append=kernel_append(arch, {"bench": "none"}),
+        firmware_dirs=firmware,
+    )
+    try:
+        res = run_guest(cmd, console_log, timeout_s)
+    except GuestError as exc:
+        return False, f"KVM probe boot failed: {exc}"
+    return True, f"KVM probe boot reached UNIKIO-END in {res.total_s:.2f} s"
