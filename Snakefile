@@ -22,7 +22,7 @@ include: "workflow/rules/aggregate.smk"
 
 rule all:
     input:
-        rules.qemu_build.output,
+        QEMU_BIN,
         expand(NATIVE_BENCH, arch=config["archs"]),
         expand(rules.solo5_builtin.output, arch=config["archs"]),
         BLK_RUNS,

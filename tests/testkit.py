@@ -32,9 +32,16 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
-def snakemake(project: Path, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess:
-    """./snakemake --cores 4 ARGS --configfile config/smoke.yaml (targets go in ARGS)."""
-    return subprocess.run(["./snakemake", "--cores", "4", *args, *SMOKE], cwd=project,
+def snakemake(project: Path, *args: str, overrides: str = "", timeout: float = 3600) -> subprocess.CompletedProcess:
+    """./snakemake --cores 4 ARGS --configfile config/smoke.yaml [overrides] (targets go in ARGS).
+
+    overrides is YAML merged over the smoke profile (--config would pass nested values as strings).
+    """
+    extra = []
+    if overrides:
+        (project / "override.yaml").write_text(overrides)
+        extra = ["override.yaml"]
+    return subprocess.run(["./snakemake", "--cores", "4", *args, *SMOKE, *extra], cwd=project,
                           capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
 
 

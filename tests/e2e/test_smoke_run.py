@@ -35,27 +35,52 @@ def project(tmp_path_factory):
     return copy
 
 
+def read_runs(project):
+    return pd.read_csv(project / "results/data/blk_runs.csv", keep_default_na=False, na_values=[""])
+
+
 def test_tidy_csv_follows_the_contract(project):
-    df = pd.read_csv(project / "results/data/blk_runs.csv", keep_default_na=False, na_values=[""])
+    df = read_runs(project)
     assert list(df.columns) == results.BLK_COLUMNS
-    assert set(df["arch"]) == {HOST_ARCH}
-    assert set(df["platform"]) == ({"host", "solo5-hvt"} if KVM_USABLE else {"host"})
+    expected = {(HOST_ARCH, "host"), (HOST_ARCH, "qemu-linux-smp"), (HOST_ARCH, "qemu-linux-1core"),
+                (OTHER_ARCH, "qemu-linux-smp"), (OTHER_ARCH, "qemu-linux-1core")}
+    if KVM_USABLE:
+        expected.add((HOST_ARCH, "solo5-hvt"))
+    assert set(zip(df["arch"], df["platform"])) == expected
     assert (df["reads"] == 2000).all() and (df["block_size"] == 512).all()
-    for platform_name, g in df.groupby("platform"):
+    assert set(df["testbed"]) == {"native"}
+    for (arch, platform_name), g in df.groupby(["arch", "platform"]):
         assert sorted(g["rep"]) == [1, 2, 3], platform_name  # smoke: 3 repetitions
         for rep in (1, 2, 3):
-            raw = project / f"results/raw/blk/{HOST_ARCH}/{platform_name}/rep{rep}"
-            assert "RESULT blk reads=2000" in (raw / "run.log").read_text()
+            raw = project / f"results/raw/blk/{arch}/{platform_name}/rep{rep}"
             assert (raw / "benchmark.tsv").is_file()
+            where = raw / ("console.log" if platform_name.startswith("qemu-linux") else "run.log")
+            assert "RESULT blk reads=2000" in where.read_text(errors="replace")
     host = df[df["platform"] == "host"]
-    assert (host["accel"] == "none").all() and (host["testbed"] == "native").all()
+    assert (host["accel"] == "none").all()
     assert (host["total_ns"] > 0).all() and (host["pread_ns"] == host["total_ns"]).all()
+
+
+def test_linux_guest_rows_have_the_pread_breakdown_and_true_accel(project):
+    df = read_runs(project)
+    guests = df[df["platform"].str.startswith("qemu-linux")]
+    assert ((0 < guests["pread_ns"]) & (guests["pread_ns"] < guests["total_ns"])).all()
+    assert (guests["pread_calls"] >= guests["reads"]).all()
+    for arch in (HOST_ARCH, OTHER_ARCH):
+        verdict = json.loads((project / f"results/raw/probe/{arch}/verdict.json").read_text())
+        rows = guests[guests["arch"] == arch]
+        assert set(rows["accel"]) == {verdict["accel"]}, verdict
+    # A foreign-arch guest can only be emulated.
+    assert set(guests[guests["arch"] == OTHER_ARCH]["accel"]) == {"tcg"}
+    table = pd.read_csv(project / f"results/tables/blk_{OTHER_ARCH}.csv", keep_default_na=False)
+    tcg_rows = table[table["accel"] == "tcg"]
+    assert len(tcg_rows) == 2 and tcg_rows["note"].str.contains("emulated").all()
 
 
 def test_unikernel_rows_have_the_pread_breakdown(project):
     if not KVM_USABLE:
         pytest.skip(f"solo5-hvt needs KVM: {KVM_REASON}")
-    df = pd.read_csv(project / "results/data/blk_runs.csv", keep_default_na=False, na_values=[""])
+    df = read_runs(project)
     uk = df[df["platform"] == "solo5-hvt"]
     assert (uk["provider"] == "builtin").all() and (uk["accel"] == "kvm").all()
     assert (uk["pread_calls"] >= uk["reads"]).all()
@@ -77,7 +102,7 @@ def test_tables_and_figures_for_every_arch(project):
     reference_host = {"x86_64": "carbon-x1", "aarch64": "zcu102"}[HOST_ARCH]
     assert host[f"ratio_{reference_host}"] > 0
     other = pd.read_csv(project / f"results/tables/blk_{OTHER_ARCH}.csv")
-    assert other.iloc[0]["note"].startswith("not measured: needs an")
+    assert other[other["platform"] == "host"].iloc[0]["note"].startswith("not measured: needs an")
 
 
 def test_provenance_and_source_lock(project):
@@ -93,7 +118,7 @@ def test_provenance_and_source_lock(project):
 
 def test_built_binaries(project):
     for name in ("qemu-system-x86_64", "qemu-system-aarch64"):
-        assert os.access(project / "results/build/qemu/install/bin" / name, os.X_OK)
+        assert os.access(project / "results/build/qemu/bin" / name, os.X_OK)
     for arch, magic in (("x86_64", "x86-64"), ("aarch64", "aarch64")):
         out = subprocess.run(["file", "-L", str(project / f"results/build/native/{arch}/blk_bench")],
                              capture_output=True, text=True).stdout
@@ -102,7 +127,7 @@ def test_built_binaries(project):
 
 def test_patched_qemu_reports_its_preads(project, tmp_path):
     """SeaBIOS reads the boot sector of a virtio disk on a loop device (cache=none, TCG)."""
-    qemu = project / "results/build/qemu/install/bin/qemu-system-x86_64"
+    qemu = project / "results/build/qemu/bin/qemu-system-x86_64"
     stats = tmp_path / "pread.stats"
     with loopdev.tmpfs_loop(1 << 20) as dev:
         proc = subprocess.Popen(
@@ -123,6 +148,11 @@ def test_second_run_has_nothing_to_do(project):
     assert planned_jobs(proc.stdout + proc.stderr) == {}, proc.stdout[-2000:]
 
 
+# What depends on the QEMU build: the binaries, the probes and every Linux-guest row.
+QEMU_CHAIN = {"qemu_source_patched", "qemu_build", "qemu_binaries", "kvm_probe", "blk_qemu_run", "blk_runs_csv",
+              "blk_table", "blk_figure", "provenance", "all"} | ({"overhead_table"} if KVM_USABLE else set())
+
+
 def test_patch_edit_reruns_only_the_qemu_chain(project):
     patch = project / "patches/qemu/0001-pread-accounting.patch"
     original = patch.read_text()
@@ -131,20 +161,24 @@ def test_patch_edit_reruns_only_the_qemu_chain(project):
         proc = snakemake(project, "-n")
         assert proc.returncode == 0, proc.stderr
         jobs = planned_jobs(proc.stdout + proc.stderr)
-        assert set(jobs) == {"qemu_source_patched", "qemu_build", "provenance", "all"}, jobs
+        assert set(jobs) == QEMU_CHAIN, jobs
+        assert "blk_host_run" not in jobs and "blk_solo5_run" not in jobs
     finally:
         patch.write_text(original)
         os.utime(patch, (time.time() - 3600 * 24,) * 2)
 
 
 def test_changing_reads_reruns_measurements_and_aggregation_only(project):
-    proc = snakemake(project, "-n", "--config", "blk={'reads': 1000}")
+    proc = snakemake(project, "-n", overrides="blk: {reads: 1000}\n")
     assert proc.returncode == 0, proc.stderr
     jobs = planned_jobs(proc.stdout + proc.stderr)
     assert jobs.get("blk_host_run") == 3
     assert jobs.get("blk_solo5_run", 0) == (3 if KVM_USABLE else 0)
+    assert jobs.get("blk_qemu_run") == 12  # 2 archs x 2 variants x 3 repetitions
     assert {"blk_runs_csv", "blk_table", "blk_figure"} <= set(jobs)
-    assert not {"qemu_build", "qemu_source_patched", "native_bench", "solo5_builtin", "apt_index"} & set(jobs), jobs
+    builds = {"qemu_build", "qemu_binaries", "qemu_source_patched", "native_bench", "solo5_builtin", "apt_index",
+              "guest_init", "guest_initramfs", "debian_package", "debian_package_tree", "kvm_probe"}
+    assert not builds & set(jobs), jobs
 
 
 def test_archive_holds_the_artifact(project):

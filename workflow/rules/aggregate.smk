@@ -52,8 +52,14 @@ rule blk_figure:
 
 rule provenance:
     input:
-        locks=[QEMU_LOCK],
-        qemu=QEMU_INSTALL,
+        locks=[QEMU_LOCK]
+        + expand(
+            DEBIAN_DEB.replace("package.deb", "lock.json"),
+            name=["kernel", "busybox"],
+            arch=linux_guest_archs(),
+        ),
+        probes=expand(PROBE, arch=linux_guest_archs()),
+        qemu=QEMU_BIN,
     output:
         PROVENANCE,
     log:

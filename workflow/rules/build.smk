@@ -24,6 +24,19 @@ rule qemu_build:
         "../scripts/build_qemu.py"
 
 
+# Snakemake's cache stores files without execute permission; this cheap copy
+# out of the cached build gives the binaries their mode back.
+rule qemu_binaries:
+    input:
+        QEMU_INSTALL,
+    output:
+        directory(QEMU_BIN),
+    log:
+        f"{LOGS}/qemu_binaries.log",
+    shell:
+        "install -D -m 0755 -t {output} {input}/bin/* > {log} 2>&1"
+
+
 rule native_bench:
     input:
         src="native/bench/blk_bench.c",
@@ -62,3 +75,51 @@ rule solo5_builtin:
         quiet_machine=1,
     shell:
         "make -C native ARCH={wildcards.arch} O={params.outdir} > {log} 2>&1"
+
+
+rule debian_package_tree:
+    input:
+        DEBIAN_DEB,
+    output:
+        directory(DEBIAN_TREE),
+    log:
+        f"{LOGS}/debian_package_tree_{{name}}_{{arch}}.log",
+    resources:
+        quiet_machine=1,
+    shell:
+        "dpkg-deb -x {input} {output} > {log} 2>&1"
+
+
+rule guest_init:
+    input:
+        src="native/guest/init.c",
+        makefile="native/guest/Makefile",
+    output:
+        f"{GUEST_BUILD}/init",
+    log:
+        f"{LOGS}/guest_init_{{arch}}.log",
+    params:
+        outdir=lambda wc, output: Path(output[0]).parent.resolve(),
+    resources:
+        quiet_machine=1,
+    shell:
+        "make -C native/guest ARCH={wildcards.arch} O={params.outdir} > {log} 2>&1"
+
+
+rule guest_initramfs:
+    input:
+        kernel=DEBIAN_TREE.replace("{name}", "kernel"),
+        busybox=DEBIAN_TREE.replace("{name}", "busybox"),
+        init=f"{GUEST_BUILD}/init",
+        blk_bench=NATIVE_BENCH,
+    output:
+        initramfs=f"{GUEST_BUILD}/initramfs.cpio.gz",
+        modules=f"{GUEST_BUILD}/modules.txt",
+    log:
+        f"{LOGS}/guest_initramfs_{{arch}}.log",
+    params:
+        modules=list(initramfs.DEFAULT_MODULES),
+    resources:
+        quiet_machine=1,
+    script:
+        "../scripts/make_initramfs.py"

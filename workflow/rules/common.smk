@@ -9,7 +9,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from unikio import config as unikio_config  # noqa: E402
-from unikio import aptsrc, hostinfo, matrix, qemubuild  # noqa: E402
+from unikio import aptsrc, hostinfo, initramfs, matrix, qemubuild  # noqa: E402
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 _problem = unikio_config.explain_invalid(config, unikio_config.load_schema(SCHEMA))
@@ -29,6 +29,7 @@ workflow.register_resource("quiet_machine", 1)
 
 wildcard_constraints:
     arch="x86_64|aarch64",
+    name="kernel|busybox",
     rep=r"\d+",
 
 APT_INDEX = "results/apt/index"
@@ -36,8 +37,13 @@ QEMU_FILES = "results/sources/qemu/files"
 QEMU_LOCK = "results/sources/qemu/lock.json"
 QEMU_SRC = "results/build/qemu/src"
 QEMU_INSTALL = "results/build/qemu/install"
+QEMU_BIN = "results/build/qemu/bin"
 NATIVE_BENCH = "results/build/native/{arch}/blk_bench"
 SOLO5_BUILTIN = "results/build/solo5-builtin/{arch}"
+DEBIAN_DEB = "results/sources/{name}-{arch}/package.deb"
+DEBIAN_TREE = "results/build/{name}-{arch}/tree"
+GUEST_BUILD = "results/build/guest/{arch}"
+PROBE = "results/raw/probe/{arch}/verdict.json"
 FLOOR = "results/raw/floor/{arch}/floor.json"
 OVERHEAD_TABLE = "results/tables/overhead_{arch}.{ext}"
 BLK_RAW = "results/raw/blk/{arch}/{platform}/rep{rep}"
@@ -59,8 +65,22 @@ def blk_row_paths():
     ]
 
 
+def debian_package(name, arch):
+    """(package, version, config key of the version) of a Debian binary package we use."""
+    deb_arch = hostinfo.DEBIAN_ARCH[arch]
+    if name == "kernel":
+        return (f"{config['guest']['kernel_package']}-{deb_arch}", config["guest"]["kernel_version"],
+                "guest.kernel_version")
+    return ("busybox-static", config["guest"]["busybox_version"], "guest.busybox_version")
+
+
 def runnable_archs(experiment, platform):
     return [c.arch for c in matrix.runnable(PLAN, experiment) if c.platform == platform]
+
+
+def linux_guest_archs():
+    """Archs on which some Linux-guest platform runs (they need kernels, initramfs, a probe)."""
+    return sorted({c.arch for c in PLAN if c.runnable and c.platform.startswith("qemu-linux")})
 
 
 def skipped_reasons(experiment, arch):

@@ -56,3 +56,46 @@ rule kvm_exit_floor_run:
         quiet_machine=1,
     script:
         "../scripts/run_exit_floor.py"
+
+
+rule kvm_probe:
+    input:
+        qemu=QEMU_BIN,
+        kernel=DEBIAN_TREE.replace("{name}", "kernel"),
+        initramfs=f"{GUEST_BUILD}/initramfs.cpio.gz",
+    output:
+        PROBE,
+    log:
+        PROBE.replace("verdict.json", "console.log"),
+    params:
+        policy=config["accel"],
+        timeout_s=config["guest"]["kvm_probe_timeout_s"],
+    resources:
+        quiet_machine=1,
+    script:
+        "../scripts/probe_kvm.py"
+
+
+rule blk_qemu_run:
+    input:
+        qemu=QEMU_BIN,
+        kernel=DEBIAN_TREE.replace("{name}", "kernel"),
+        initramfs=f"{GUEST_BUILD}/initramfs.cpio.gz",
+        probe=PROBE,
+    output:
+        row=f"{BLK_RAW}/row.json",
+    log:
+        f"{BLK_RAW}/run.log",
+    benchmark:
+        f"{BLK_RAW}/benchmark.tsv"
+    wildcard_constraints:
+        platform="qemu-linux-smp|qemu-linux-1core",
+    params:
+        reads=config["blk"]["reads"],
+        block_size=config["blk"]["block_size"],
+        memory_mb=config["guest"]["memory_mb"],
+        timeout_s=config["guest"]["run_timeout_s"],
+    resources:
+        quiet_machine=1,
+    script:
+        "../scripts/run_blk_qemu.py"

@@ -38,3 +38,20 @@ rule qemu_source_patched:
         f"{LOGS}/qemu_source_patched.log",
     script:
         "../scripts/patch_qemu_source.py"
+
+
+rule debian_package:
+    input:
+        apt=APT_INDEX,
+    output:
+        deb=DEBIAN_DEB,
+        lock=DEBIAN_DEB.replace("package.deb", "lock.json"),
+    log:
+        f"{LOGS}/debian_package_{{name}}_{{arch}}.log",
+    params:
+        package=lambda wc: debian_package(wc.name, wc.arch)[0],
+        version=lambda wc: debian_package(wc.name, wc.arch)[1],
+        key=lambda wc: debian_package(wc.name, wc.arch)[2],
+        debian_arch=lambda wc: hostinfo.DEBIAN_ARCH[wc.arch],
+    script:
+        "../scripts/fetch_debian_package.py"

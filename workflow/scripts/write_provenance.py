@@ -8,11 +8,12 @@ sm = snakemake  # noqa: F821
 
 
 def body(log):
-    qemu_bin = Path(sm.input.qemu) / "bin"
+    qemu_bin = Path(sm.input.qemu)
     record = provenance.collect(
         sm.params.config, [Path(p) for p in sm.input.locks],
         [qemu_bin / b for b in qemubuild.binaries(sm.params.config["qemu"]["targets"])],
         matrix.plan(sm.params.config, hostinfo.host_arch(), hostinfo.kvm_status()),
+        [Path(p) for p in sm.input.probes],
     )
     provenance.write(Path(sm.output[0]), record)
     log.write(f"wrote {sm.output[0]}\n")

@@ -12,6 +12,9 @@ from .results import BLK_COLUMNS
 STUDY_READS = 100_000  # reads per run in the original study
 STUDY_BLOCK_SIZE = 512
 NS_PER_MS = 1e6
+BLK_TABLE_COLUMNS = ["platform", "accel", "testbed", "runs", "reads", "block_size", "total_ms", "total_sd",
+                     "pread_ms", "pread_sd", "guest_monitor_ms", "guest_monitor_sd", "cv_total", "us_per_read",
+                     "note"]
 
 
 def collect_rows(paths: list[Path], columns: list[str] = BLK_COLUMNS) -> pd.DataFrame:
@@ -70,7 +73,9 @@ def blk_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str,
                     rec["us_per_read"] / (orig_ms * 1e3 / STUDY_READS) if comparable and len(orig) else float("nan")
                 )
             records.append(rec)
-    return pd.DataFrame.from_records(records)
+    table = pd.DataFrame.from_records(records)
+    ordered = [c for c in BLK_TABLE_COLUMNS if c in table.columns]
+    return table[ordered + [c for c in table.columns if c not in ordered]]
 
 
 def write_table(table: pd.DataFrame, stem: Path, caption: str) -> None:

@@ -6,6 +6,7 @@ works and the host side never measures a shared, noisy disk.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -85,3 +86,33 @@ def exit_floor(floor_bin: Path, exits: int, timeout_s: float, log: IO[str]) -> d
     if proc.returncode != 0:
         raise PipelineError(f"kvm_exit_floor failed with status {proc.returncode}: {proc.stderr.strip()}")
     return results.parse_exit_floor(proc.stdout)
+
+
+def qemu_linux_row(qemu: Path, kernel: Path, initrd: Path, arch: str, platform: str, accel: str, rep: int,
+                   reads: int, block_size: int, memory_mb: int, timeout_s: float, console_log: Path,
+                   log: IO[str]) -> dict[str, Any]:
+    """blk_bench inside the Linux guest on /dev/vda; pread totals from the patched QEMU.
+
+    qemu-linux-smp gives the guest as many vCPUs as the host has cores;
+    qemu-linux-1core runs the same guest with the whole QEMU process pinned
+    to one core, as in the study.
+    """
+    from . import guest  # imported here: the host and unikernel rows do not need it
+
+    append = guest.kernel_append(arch, {"bench": "blk", "dev": "/dev/vda", "reads": reads, "bs": block_size})
+    with tempfile.TemporaryDirectory(prefix="unikio-stats-") as tmp:
+        stats = Path(tmp) / "pread.stats"
+        with loopdev.terminate_as_exit(), loopdev.tmpfs_loop(disk_bytes(reads, block_size)) as dev:
+            cmd = guest.qemu_command(arch=arch, accel=accel, kernel=kernel, initrd=initrd, append=append,
+                                     qemu=str(qemu), memory_mb=memory_mb, smp=os.cpu_count() or 1, drive=dev,
+                                     pin_cpu=0 if platform == "qemu-linux-1core" else None)
+            log.write("$ " + " ".join(cmd) + "\n")
+            log.flush()
+            res = guest.run_guest(cmd, console_log, timeout_s, env={**os.environ, "PREAD_STATS_FILE": str(stats)})
+        log.write(f"boot to benchmark: {res.boot_s:.2f} s, whole run: {res.total_s:.2f} s\n")
+        if not stats.exists():
+            raise PipelineError(f"{qemu.name} wrote no pread statistics; is it our patched build? ({console_log})")
+        pread = results.parse_pread_stats(stats.read_text(encoding="utf-8"))
+    result = results.parse_blk_result("\n".join(res.lines))
+    return results.blk_row(arch=arch, platform=platform, accel=accel, testbed="native", rep=rep,
+                           host=hostinfo.cpu_model(), result=result, pread=pread)

@@ -481,3 +481,15 @@ def probe_kvm(
     except GuestError as exc:
         return False, f"KVM probe boot failed: {exc}"
     return True, f"KVM probe boot reached UNIKIO-END in {res.total_s:.2f} s"
+
+
+def choose_accel(policy: str, probe: Callable[[], tuple[bool, str]]) -> tuple[str, str]:
+    """The accelerator for a guest under the config's policy (auto|kvm|tcg), with why."""
+    if policy == "tcg":
+        return "tcg", "accel: tcg in the config"
+    usable, reason = probe()
+    if usable:
+        return "kvm", reason
+    if policy == "kvm":
+        raise PipelineError(f"accel is kvm but KVM is not usable for this guest ({reason}); set accel: auto or tcg")
+    return "tcg", f"KVM not usable, using TCG: {reason}"

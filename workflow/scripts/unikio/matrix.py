@@ -14,11 +14,13 @@ NET_PLATFORMS = ("qemu-linux", "solo5-hvt", "lwip-solo5", "mirage-solo5")
 
 # Platforms this version of the pipeline can measure, per experiment.
 IMPLEMENTED: dict[str, frozenset[str]] = {
-    "blk": frozenset({"host", "solo5-hvt"}),
+    "blk": frozenset({"host", "solo5-hvt", "qemu-linux-smp", "qemu-linux-1core"}),
     "net": frozenset(),
 }
 # Platforms that run a guest under KVM on this host (the tender has no TCG).
 NEEDS_KVM = frozenset({"solo5-hvt"})
+# Platforms whose guest QEMU can emulate (TCG) on a host of another arch.
+EMULABLE = frozenset({"qemu-linux-smp", "qemu-linux-1core", "qemu-linux"})
 
 UNAVAILABLE_REASONS = {
     "mirage-solo5": "MirageOS needs the opam repository, which is not reachable offline",
@@ -47,7 +49,7 @@ def _decide(experiment: str, arch: str, platform: str, host: str, kvm: tuple[boo
         return Combination(
             experiment, arch, platform, False, "not implemented in this pipeline version yet"
         )
-    if arch != host:
+    if arch != host and platform not in EMULABLE:
         return Combination(
             experiment,
             arch,

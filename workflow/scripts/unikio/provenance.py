@@ -15,7 +15,7 @@ from .matrix import Combination
 
 
 def collect(config: dict[str, Any], locks: list[Path], qemu_binaries: list[Path],
-            combos: list[Combination]) -> dict[str, Any]:
+            combos: list[Combination], probes: list[Path]) -> dict[str, Any]:
     kvm_ok, kvm_reason = hostinfo.kvm_status()
     return {
         "host": {
@@ -38,6 +38,8 @@ def collect(config: dict[str, Any], locks: list[Path], qemu_binaries: list[Path]
             **{p.name: hostinfo.tool_version([str(p), "--version"]) for p in qemu_binaries},
         },
         "sources": {p.parent.name: json.loads(p.read_text(encoding="utf-8")) for p in locks},
+        # Which accelerator each Linux guest arch got, and why (the KVM probe's verdict).
+        "guest_accel": [json.loads(p.read_text(encoding="utf-8")) for p in probes],
         "plan": [
             {"combination": c.label, "runnable": c.runnable, "testbed": c.testbed, "reason": c.reason}
             for c in combos
