@@ -46,7 +46,7 @@ def test_tidy_csv_follows_the_contract(project):
                 (OTHER_ARCH, "qemu-linux-smp"), (OTHER_ARCH, "qemu-linux-1core")}
     if KVM_USABLE:
         expected.add((HOST_ARCH, "solo5-hvt"))
-    assert set(zip(df["arch"], df["platform"])) == expected
+    assert set(zip(df["arch"], df["platform"], strict=True)) == expected
     assert (df["reads"] == 2000).all() and (df["block_size"] == 512).all()
     assert set(df["testbed"]) == {"native"}
     for (arch, platform_name), g in df.groupby(["arch", "platform"]):

@@ -4,7 +4,7 @@ from unikio import hostinfo, matrix
 CONFIG = {
     "archs": ["x86_64", "aarch64"],
     "blk": {"platforms": ["host", "solo5-hvt", "qemu-linux-smp"]},
-    "net": {"platforms": ["mirage-solo5"]},
+    "net": {"platforms": ["mirage-solo5", "lwip-solo5"]},
     "solo5": {"provider": "builtin"},
 }
 KVM = (True, "usable")
@@ -26,13 +26,14 @@ def test_host_row_runs_only_on_its_own_arch(host, native, foreign):
 
 def test_unimplemented_and_unavailable_platforms_say_why():
     combos = by_label(matrix.plan(CONFIG, "x86_64", KVM))
-    assert "not implemented" in combos["blk/x86_64/qemu-linux-smp"].reason
+    assert "not implemented" in combos["net/x86_64/lwip-solo5"].reason
     assert "opam" in combos["net/x86_64/mirage-solo5"].reason
 
 
 def test_runnable_filters_by_experiment():
     combos = matrix.plan(CONFIG, "x86_64", KVM)
-    assert [c.label for c in matrix.runnable(combos, "blk")] == ["blk/x86_64/host", "blk/x86_64/solo5-hvt"]
+    assert [c.label for c in matrix.runnable(combos, "blk")] == [
+        "blk/x86_64/host", "blk/x86_64/solo5-hvt", "blk/x86_64/qemu-linux-smp", "blk/aarch64/qemu-linux-smp"]
     assert matrix.runnable(combos, "net") == []
 
 
@@ -58,3 +59,9 @@ def test_upstream_provider_is_reported_not_silently_replaced():
     config = {**CONFIG, "solo5": {"provider": "upstream"}}
     combo = by_label(matrix.plan(config, "x86_64", KVM))["blk/x86_64/solo5-hvt"]
     assert not combo.runnable and "solo5.provider" in combo.reason
+
+
+def test_linux_guests_run_on_any_host_arch_under_emulation():
+    combos = by_label(matrix.plan(CONFIG, "x86_64", NO_KVM))
+    assert combos["blk/aarch64/qemu-linux-smp"].runnable
+    assert combos["blk/x86_64/qemu-linux-smp"].runnable
