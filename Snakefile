@@ -29,6 +29,8 @@ rule all:
         expand(BLK_TABLE, arch=config["archs"], ext=TABLE_EXTS),
         expand(BLK_FIGURE, arch=config["archs"], ext=FIGURE_EXTS),
         expand(OVERHEAD_TABLE, arch=runnable_archs("blk", "solo5-hvt"), ext=TABLE_EXTS),
+        expand(NET_TABLE, arch=net_archs(), ext=TABLE_EXTS),
+        expand(NET_FIGURE, arch=net_archs(), ext=FIGURE_EXTS),
         PROVENANCE,
     default_target: True
 

@@ -15,7 +15,7 @@ import time
 import pandas as pd
 import pytest
 from testkit import copy_project, planned_jobs, require_root, snakemake
-from unikio import hostinfo, loopdev, results
+from unikio import hostinfo, loopdev, net, results
 
 pytestmark = pytest.mark.e2e
 
@@ -90,6 +90,38 @@ def test_unikernel_rows_have_the_pread_breakdown(project):
     assert row["exit_floor_ns"] > 0 and row["overhead_over_floor"] > 0
 
 
+def test_network_rows_from_real_packets(project):
+    df = pd.read_csv(project / "results/data/net_runs.csv", keep_default_na=False, na_values=[""])
+    assert list(df.columns) == net.NET_COLUMNS
+    expected = {(HOST_ARCH, "qemu-linux"), (OTHER_ARCH, "qemu-linux")} | (
+        {(HOST_ARCH, "solo5-hvt")} if KVM_USABLE else set())
+    assert set(zip(df["arch"], df["platform"], strict=True)) == expected
+    for _, g in df.groupby(["arch", "platform"]):
+        assert sorted(zip(g["data_bytes"], g["rep"], strict=True)) == [(1, 1), (1, 2), (1472, 1), (1472, 2)]
+    assert (df["packets"] == 200).all() and (df["lost"] <= 2).all()
+    assert (0 < df["min_rtt_ns"]).all()
+    assert ((df["min_rtt_ns"] <= df["avg_rtt_ns"]) & (df["avg_rtt_ns"] <= df["max_rtt_ns"])).all()
+    assert (abs(df["pps"] * df["avg_rtt_ns"] / 1e9 - 1) < 0.01).all()
+    assert set(df[df["platform"] == "solo5-hvt"]["provider"]) <= {"builtin"}
+    for arch in (HOST_ARCH, OTHER_ARCH):
+        log = (project / f"results/raw/net/{arch}/qemu-linux/run.log").read_text()
+        assert "vhost-net: " in log
+        for ext in ("csv", "md", "tex"):
+            assert (project / f"results/tables/net_{arch}.{ext}").stat().st_size > 0
+        assert (project / f"results/figures/net_{arch}.png").stat().st_size > 1000
+    table = pd.read_csv(project / f"results/tables/net_{HOST_ARCH}.csv", keep_default_na=False)
+    assert "not measured: MirageOS needs the opam repository" in "".join(table["note"]) or \
+        "mirage-solo5" not in "".join(table["platform"])
+
+
+def test_no_namespace_or_loop_device_is_left_behind(project):
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "unikio-net" not in namespaces
+    loops = subprocess.run(["losetup", "--list", "--noheadings", "-O", "BACK-FILE"], capture_output=True,
+                           text=True).stdout
+    assert loopdev.PREFIX not in loops
+
+
 def test_tables_and_figures_for_every_arch(project):
     for arch in (HOST_ARCH, OTHER_ARCH):
         for ext in ("csv", "md", "tex"):
@@ -150,7 +182,8 @@ def test_second_run_has_nothing_to_do(project):
 
 # What depends on the QEMU build: the binaries, the probes and every Linux-guest row.
 QEMU_CHAIN = {"qemu_source_patched", "qemu_build", "qemu_binaries", "kvm_probe", "blk_qemu_run", "blk_runs_csv",
-              "blk_table", "blk_figure", "provenance", "all"} | ({"overhead_table"} if KVM_USABLE else set())
+              "blk_table", "blk_figure", "net_qemu_run", "net_runs_csv", "net_table", "net_figure", "provenance",
+              "all"} | ({"overhead_table"} if KVM_USABLE else set())
 
 
 def test_patch_edit_reruns_only_the_qemu_chain(project):
@@ -175,6 +208,7 @@ def test_changing_reads_reruns_measurements_and_aggregation_only(project):
     assert jobs.get("blk_host_run") == 3
     assert jobs.get("blk_solo5_run", 0) == (3 if KVM_USABLE else 0)
     assert jobs.get("blk_qemu_run") == 12  # 2 archs x 2 variants x 3 repetitions
+    assert not {"net_qemu_run", "net_solo5_run", "net_runs_csv"} & set(jobs), jobs
     assert {"blk_runs_csv", "blk_table", "blk_figure"} <= set(jobs)
     builds = {"qemu_build", "qemu_binaries", "qemu_source_patched", "native_bench", "solo5_builtin", "apt_index",
               "guest_init", "guest_initramfs", "debian_package", "debian_package_tree", "kvm_probe"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -144,71 +143,6 @@ def test_kernel_append() -> None:
 
 
 # ----------------------------------------------------------------- parsers
-
-
-def test_parse_blk_result() -> None:
-    line = "RESULT blk reads=100000 block_size=512 total_ns=123456789\r\n"
-    assert guest.parse_blk_result(line) == {
-        "reads": 100000,
-        "block_size": 512,
-        "total_ns": 123456789,
-    }
-
-
-@pytest.mark.parametrize(
-    "line",
-    [
-        "",
-        "RESULT blk reads=10 block_size=512",
-        "RESULT blk reads=10 block_size=512 total_ns=abc",
-        "RESULT blk reads=-1 block_size=512 total_ns=5",
-        "RESULT blk reads=0 block_size=512 total_ns=5",
-        "RESULT blk reads=10 block_size=512 total_ns=5 extra=1",
-        "RESULT net reads=10 block_size=512 total_ns=5",
-        "garbage RESULT blk reads=10 block_size=512 total_ns=5",
-    ],
-)
-def test_parse_blk_result_malformed(line: str) -> None:
-    with pytest.raises(ValueError):
-        guest.parse_blk_result(line)
-
-
-def test_find_blk_result() -> None:
-    ok = ["noise", "RESULT blk reads=1 block_size=4096 total_ns=7"]
-    assert guest.find_blk_result(ok)["block_size"] == 4096
-    with pytest.raises(ValueError):
-        guest.find_blk_result(["noise"])
-    with pytest.raises(ValueError):
-        guest.find_blk_result(ok + ok[1:])
-    assert len(guest.find_blk_results(ok + ok[1:])) == 2
-    assert guest.find_blk_results(["noise"]) == []
-    with pytest.raises(ValueError):
-        guest.find_blk_results(["RESULT blk reads=1"])
-
-
-def test_parse_pread_stats() -> None:
-    assert guest.parse_pread_stats("pread_calls=100001 pread_ns=987654321\n") == {
-        "pread_calls": 100001,
-        "pread_ns": 987654321,
-    }
-    assert guest.parse_pread_stats("\n  pread_calls=0 pread_ns=0  \n\n")["pread_calls"] == 0
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "",
-        "\n",
-        "pread_calls=1",
-        "pread_calls=x pread_ns=2",
-        "pread_ns=2 pread_calls=1",
-        "pread_calls=1 pread_ns=2\npread_calls=1 pread_ns=2\n",
-        "pread_calls=1 pread_ns=-2",
-    ],
-)
-def test_parse_pread_stats_malformed(text: str) -> None:
-    with pytest.raises(ValueError):
-        guest.parse_pread_stats(text)
 
 
 def test_clean_console_line() -> None:
@@ -355,7 +289,7 @@ def test_probe_kvm_without_device(tmp_path: Path) -> None:
 def test_probe_kvm_arch_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dev = tmp_path / "kvm"
     dev.write_bytes(b"")
-    monkeypatch.setattr(guest, "host_arch", lambda: "x86_64")
+    monkeypatch.setattr(guest.hostinfo, "host_arch", lambda: "x86_64")
     ok, reason = guest.probe_kvm("aarch64", None, "/k", "/i", kvm_device=str(dev))
     assert not ok and "differs" in reason
 
@@ -370,7 +304,7 @@ def test_probe_kvm_boot(
 ) -> None:
     dev = tmp_path / "kvm"
     dev.write_bytes(b"")
-    monkeypatch.setattr(guest, "host_arch", lambda: "aarch64")
+    monkeypatch.setattr(guest.hostinfo, "host_arch", lambda: "aarch64")
     monkeypatch.setenv("FAKE_MODE", mode)
     log = tmp_path / "probe.log"
     ok, reason = guest.probe_kvm(
@@ -387,8 +321,3 @@ def test_probe_kvm_boot(
         assert str(log) in reason
 
 
-def test_host_arch_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(platform, "machine", lambda: "arm64")
-    assert guest.host_arch() == "aarch64"
-    monkeypatch.setattr(platform, "machine", lambda: "AMD64")
-    assert guest.host_arch() == "x86_64"

@@ -82,3 +82,52 @@ rule overhead_table:
         f"{LOGS}/overhead_table_{{arch}}.log",
     script:
         "../scripts/overhead_table.py"
+
+
+rule net_runs_csv:
+    input:
+        rows=net_row_paths(),
+    output:
+        NET_RUNS,
+    log:
+        f"{LOGS}/net_runs_csv.log",
+    script:
+        "../scripts/net_runs_csv.py"
+
+
+rule net_table:
+    input:
+        runs=NET_RUNS,
+        reference="config/reference/paper_net_pps.csv",
+    output:
+        csv=report(
+            NET_TABLE.replace("{ext}", "csv"),
+            caption="../report/net_table.rst",
+            category="Network round trips",
+        ),
+        md=NET_TABLE.replace("{ext}", "md"),
+        tex=NET_TABLE.replace("{ext}", "tex"),
+    log:
+        f"{LOGS}/net_table_{{arch}}.log",
+    params:
+        platforms=config["net"]["platforms"],
+        skipped=lambda wc: skipped_reasons("net", wc.arch),
+    script:
+        "../scripts/net_table.py"
+
+
+rule net_figure:
+    input:
+        table=NET_TABLE.replace("{ext}", "csv"),
+        reference="config/reference/paper_net_pps.csv",
+    output:
+        png=report(
+            NET_FIGURE.replace("{ext}", "png"),
+            caption="../report/net_figure.rst",
+            category="Network round trips",
+        ),
+        pdf=NET_FIGURE.replace("{ext}", "pdf"),
+    log:
+        f"{LOGS}/net_figure_{{arch}}.log",
+    script:
+        "../scripts/net_figure.py"

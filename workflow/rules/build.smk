@@ -39,14 +39,16 @@ rule qemu_binaries:
 
 rule native_bench:
     input:
-        src="native/bench/blk_bench.c",
+        blk_bench="native/bench/blk_bench.c",
+        icmp_bench="native/bench/icmp_bench.c",
         makefile="native/bench/Makefile",
     output:
-        NATIVE_BENCH,
+        blk_bench=NATIVE_BENCH,
+        icmp_bench=NATIVE_ICMP,
     log:
         f"{LOGS}/native_bench_{{arch}}.log",
     params:
-        outdir=lambda wc, output: Path(output[0]).parent.resolve(),
+        outdir=lambda wc, output: Path(output.blk_bench).parent.resolve(),
     resources:
         quiet_machine=1,
     shell:

@@ -39,6 +39,7 @@ QEMU_SRC = "results/build/qemu/src"
 QEMU_INSTALL = "results/build/qemu/install"
 QEMU_BIN = "results/build/qemu/bin"
 NATIVE_BENCH = "results/build/native/{arch}/blk_bench"
+NATIVE_ICMP = "results/build/native/{arch}/icmp_bench"
 SOLO5_BUILTIN = "results/build/solo5-builtin/{arch}"
 DEBIAN_DEB = "results/sources/{name}-{arch}/package.deb"
 DEBIAN_TREE = "results/build/{name}-{arch}/tree"
@@ -48,6 +49,10 @@ FLOOR = "results/raw/floor/{arch}/floor.json"
 OVERHEAD_TABLE = "results/tables/overhead_{arch}.{ext}"
 BLK_RAW = "results/raw/blk/{arch}/{platform}/rep{rep}"
 BLK_RUNS = "results/data/blk_runs.csv"
+NET_RAW = "results/raw/net/{arch}/{platform}"
+NET_RUNS = "results/data/net_runs.csv"
+NET_TABLE = "results/tables/net_{arch}.{ext}"
+NET_FIGURE = "results/figures/net_{arch}.{ext}"
 BLK_TABLE = "results/tables/blk_{arch}.{ext}"
 BLK_FIGURE = "results/figures/blk_{arch}.{ext}"
 TABLE_EXTS = ["csv", "md", "tex"]
@@ -76,6 +81,19 @@ def debian_package(name, arch):
 
 def runnable_archs(experiment, platform):
     return [c.arch for c in matrix.runnable(PLAN, experiment) if c.platform == platform]
+
+
+def net_row_paths():
+    """Row files of every runnable network combination (one job covers all sizes and repetitions)."""
+    return [
+        f"{NET_RAW.format(arch=c.arch, platform=c.platform)}/rows.json"
+        for c in matrix.runnable(PLAN, "net")
+    ]
+
+
+def net_archs():
+    """Archs with a network table: every configured arch, once the experiment has platforms."""
+    return config["archs"] if config["net"]["platforms"] else []
 
 
 def linux_guest_archs():

@@ -99,3 +99,52 @@ rule blk_qemu_run:
         quiet_machine=1,
     script:
         "../scripts/run_blk_qemu.py"
+
+
+rule net_solo5_run:
+    input:
+        tender=f"{SOLO5_BUILTIN}/tender",
+        ping_serve=f"{SOLO5_BUILTIN}/ping_serve.elf",
+        icmp_bench=NATIVE_ICMP.format(arch=HOST_ARCH),
+    output:
+        rows=f"{NET_RAW}/rows.json".replace("{platform}", "solo5-hvt"),
+    log:
+        f"{NET_RAW}/run.log".replace("{platform}", "solo5-hvt"),
+    benchmark:
+        f"{NET_RAW}/benchmark.tsv".replace("{platform}", "solo5-hvt")
+    params:
+        sizes=config["net"]["sizes"],
+        reps=config["net"]["repetitions"],
+        packets=config["net"]["packets"],
+        max_loss_pct=config["net"]["max_loss_pct"],
+        provider=config["solo5"]["provider"],
+    resources:
+        quiet_machine=1,
+    script:
+        "../scripts/run_net_solo5.py"
+
+
+rule net_qemu_run:
+    input:
+        qemu=QEMU_BIN,
+        kernel=DEBIAN_TREE.replace("{name}", "kernel"),
+        initramfs=f"{GUEST_BUILD}/initramfs.cpio.gz",
+        probe=PROBE,
+        icmp_bench=NATIVE_ICMP.format(arch=HOST_ARCH),
+    output:
+        rows=f"{NET_RAW}/rows.json".replace("{platform}", "qemu-linux"),
+    log:
+        f"{NET_RAW}/run.log".replace("{platform}", "qemu-linux"),
+    benchmark:
+        f"{NET_RAW}/benchmark.tsv".replace("{platform}", "qemu-linux")
+    params:
+        sizes=config["net"]["sizes"],
+        reps=config["net"]["repetitions"],
+        packets=config["net"]["packets"],
+        max_loss_pct=config["net"]["max_loss_pct"],
+        memory_mb=config["guest"]["memory_mb"],
+        timeout_s=config["guest"]["run_timeout_s"],
+    resources:
+        quiet_machine=1,
+    script:
+        "../scripts/run_net_qemu.py"

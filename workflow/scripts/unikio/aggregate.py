@@ -18,10 +18,14 @@ BLK_TABLE_COLUMNS = ["platform", "accel", "testbed", "runs", "reads", "block_siz
 
 
 def collect_rows(paths: list[Path], columns: list[str] = BLK_COLUMNS) -> pd.DataFrame:
-    """One DataFrame from the per-job JSON rows, in the contract's column order."""
-    rows = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    """One DataFrame from per-job JSON files (a row or a list of rows), in the contract's column order."""
+    rows = []
+    for p in paths:
+        data = json.loads(Path(p).read_text(encoding="utf-8"))
+        rows += data if isinstance(data, list) else [data]
     df = pd.DataFrame(rows, columns=columns)
-    return df.sort_values(["arch", "platform", "provider", "rep"], kind="stable").reset_index(drop=True)
+    keys = [c for c in ("arch", "platform", "provider", "data_bytes", "rep") if c in columns]
+    return df.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
 def _label(platform: str, provider: str) -> str:
@@ -155,3 +159,86 @@ def overhead_table(runs: pd.DataFrame, arch: str, floor: dict[str, int]) -> pd.D
                "overhead_over_floor": (total - pread) / floor_ns if platform != "host" else float("nan")}
         records.append(rec)
     return pd.DataFrame.from_records(records)
+
+
+def net_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str, platforms: list[str],
+              skipped: dict[str, str]) -> pd.DataFrame:
+    """The study's Table 5.1-5.3 shape for one arch: mean pps (with spread) per platform and size."""
+    ours = runs[runs["arch"] == arch].copy()
+    ours["provider"] = ours["provider"].fillna("")
+    ref = reference[reference["arch"] == arch]
+    ref_hosts = list(dict.fromkeys(ref["host"]))
+    records = []
+    for platform in platforms:
+        mine = ours[ours["platform"] == platform]
+        if mine.empty:
+            rec: dict[str, object] = {"platform": platform, "note": "not measured: " + skipped.get(platform, "no runs")}
+            records.append(rec)
+            continue
+        for (provider, accel, testbed, size), g in mine.groupby(["provider", "accel", "testbed", "data_bytes"]):
+            rec = {"platform": _label(platform, provider), "accel": accel, "testbed": testbed,
+                   "data_bytes": int(size), "runs": len(g), "packets": int(g["packets"].iloc[0]),
+                   "pps": g["pps"].mean(), "pps_sd": g["pps"].std(ddof=1), "avg_rtt_us": g["avg_rtt_ns"].mean() / 1e3,
+                   "lost": int(g["lost"].sum()),
+                   "note": "emulated: not a performance result" if accel == "tcg" or testbed == "emulated" else ""}
+            for host in ref_hosts:
+                orig = ref[(ref["host"] == host) & (ref["platform"] == platform) & (ref["icmp_data_bytes"] == size)]
+                orig_pps = float(orig["packets_per_second"].iloc[0]) if len(orig) else float("nan")
+                rec[f"{host}_pps"] = orig_pps
+                rec[f"ratio_{host}"] = rec["pps"] / orig_pps if len(orig) else float("nan")
+            records.append(rec)
+    table = pd.DataFrame.from_records(records)
+    ordered = [c for c in NET_TABLE_COLUMNS if c in table.columns]
+    return table[ordered + [c for c in table.columns if c not in ordered]]
+
+
+NET_TABLE_COLUMNS = ["platform", "accel", "testbed", "data_bytes", "runs", "packets", "pps", "pps_sd", "avg_rtt_us",
+                     "lost", "note"]
+
+
+def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Path) -> None:
+    """Grouped bars (pps per data size, one bar per platform): ours beside the study's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref = reference[reference["arch"] == arch]
+    ref_hosts = list(dict.fromkeys(ref["host"]))
+    fig, axes = plt.subplots(1, 1 + len(ref_hosts), figsize=(4.5 + 4 * len(ref_hosts), 4), squeeze=False)
+
+    def grouped(ax, frame: pd.DataFrame, label_col: str, size_col: str, value_col: str, hatch_of) -> None:
+        labels = list(dict.fromkeys(frame[label_col]))
+        sizes = sorted(set(frame[size_col]))
+        width = 0.8 / max(1, len(labels))
+        for i, label in enumerate(labels):
+            part = frame[frame[label_col] == label].set_index(size_col)
+            values = [part[value_col].get(s, float("nan")) for s in sizes]
+            ax.bar([x + i * width for x in range(len(sizes))], values, width, label=label, hatch=hatch_of(label))
+        ax.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(sizes))], [str(s) for s in sizes])
+        ax.set_xlabel("ICMP data bytes")
+        ax.legend(fontsize=7)
+
+    measured = table[table["pps"].notna()] if "pps" in table else table.iloc[0:0]
+    ax = axes[0][0]
+    if len(measured):
+        measured = measured.assign(
+            label=[p + (f" [{a}, emulated]" if str(n).startswith("emulated") else "")
+                   for p, a, n in zip(measured["platform"], measured["accel"], measured["note"].fillna(""),
+                                      strict=True)])
+        grouped(ax, measured, "label", "data_bytes", "pps", lambda lab: "//" if "emulated" in lab else "")
+    else:
+        ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(f"this pipeline ({arch})", fontsize=10)
+    ax.set_ylabel("packets per second")
+    for ax, host in zip(axes[0][1:], ref_hosts, strict=True):
+        grouped(ax, ref[ref["host"] == host], "platform", "icmp_data_bytes", "packets_per_second", lambda _: "")
+        ax.set_title(f"original study: {host}", fontsize=10)
+    skipped = table[table["note"].fillna("").str.startswith("not measured")]
+    if len(skipped):
+        fig.text(0.01, 0.01, "not measured: " + ", ".join(skipped["platform"]), fontsize=7)
+    fig.suptitle(f"ICMP echo round trips ({arch})", fontsize=11)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    for ext in (".png", ".pdf"):
+        fig.savefig(stem.with_suffix(ext), dpi=120)
+    plt.close(fig)

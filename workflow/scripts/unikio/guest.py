@@ -10,7 +10,6 @@ one-line :class:`GuestError` that names the console log.
 from __future__ import annotations
 
 import os
-import platform
 import re
 import signal
 import subprocess
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from . import hostinfo
 from .errors import PipelineError
 
 ARCHES = ("x86_64", "aarch64")
@@ -60,8 +60,6 @@ BEGIN = "UNIKIO-BEGIN"
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[^[])")
 _END = re.compile(r"UNIKIO-END status=(-?\d+)\s*$")
 _ERROR = re.compile(r"UNIKIO-ERROR\s*(.*)$")
-_BLK = re.compile(r"RESULT blk reads=(\d+) block_size=(\d+) total_ns=(\d+)")
-_PREAD = re.compile(r"pread_calls=(\d+) pread_ns=(\d+)")
 _PANIC = "Kernel panic - not syncing"
 # QEMU stderr messages after which the VM can never finish (QEMU pauses
 # the VM on a KVM internal error instead of exiting, so we stop waiting).
@@ -91,11 +89,6 @@ class GuestResult:
 
 # ------------------------------------------------------------ command line
 
-
-def host_arch() -> str:
-    """Host architecture in QEMU/GNU naming (x86_64 or aarch64)."""
-    m = platform.machine().lower()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(m, m)
 
 
 def default_machine(arch: str) -> str:
@@ -393,47 +386,6 @@ def run_guest(
     )
 
 
-# ----------------------------------------------------------------- parsers
-
-
-def parse_blk_result(line: str) -> dict[str, int]:
-    """Parse ``RESULT blk reads=<N> block_size=<B> total_ns=<T>``."""
-    m = _BLK.fullmatch(line.strip())
-    if m is None:
-        raise ValueError(f"malformed blk result line: {line!r}")
-    reads, bs, total = (int(g) for g in m.groups())
-    if reads <= 0 or bs <= 0:
-        raise ValueError(f"blk result with non-positive reads/block_size: {line!r}")
-    return {"reads": reads, "block_size": bs, "total_ns": total}
-
-
-def find_blk_results(lines: Sequence[str]) -> list[dict[str, int]]:
-    """Every ``RESULT blk`` line among a guest's job output (one per rep)."""
-    return [parse_blk_result(ln) for ln in lines if ln.strip().startswith("RESULT blk")]
-
-
-def find_blk_result(lines: Sequence[str]) -> dict[str, int]:
-    """The single ``RESULT blk`` line among a guest's job output lines."""
-    found = find_blk_results(lines)
-    if len(found) != 1:
-        raise ValueError(f"expected exactly one 'RESULT blk' line, found {len(found)}")
-    return found[0]
-
-
-def parse_pread_stats(text: str) -> dict[str, int]:
-    """Parse the patched QEMU's ``pread_calls=<N> pread_ns=<T>`` stats file.
-
-    Exactly one non-empty line is expected.
-    """
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if len(lines) != 1:
-        raise ValueError(f"expected one pread stats line, got {len(lines)}: {text!r}")
-    m = _PREAD.fullmatch(lines[0])
-    if m is None:
-        raise ValueError(f"malformed pread stats line: {lines[0]!r}")
-    return {"pread_calls": int(m.group(1)), "pread_ns": int(m.group(2))}
-
-
 # --------------------------------------------------------------- KVM probe
 
 
@@ -460,8 +412,8 @@ def probe_kvm(
     except OSError as exc:
         return False, f"{kvm_device} not usable: {exc.strerror or exc}"
     os.close(fd)
-    if arch != host_arch():
-        return False, f"guest arch {arch} differs from host arch {host_arch()}"
+    if arch != hostinfo.host_arch():
+        return False, f"guest arch {arch} differs from host arch {hostinfo.host_arch()}"
     if console_log is None:
         fd, name = tempfile.mkstemp(prefix=f"kvm-probe-{arch}-", suffix=".log")
         os.close(fd)

@@ -12,27 +12,22 @@ from typing import IO
 
 from .errors import PipelineError
 
-# The dfsg source has no bundled meson, dtc or firmware: Debian's meson and
-# libfdt are used, and ROMs come from Debian packages at run time (-L).
+# Only what the study needs, and the same on every machine: without
+# --without-default-features configure enables whatever -dev packages happen
+# to be installed. The dfsg source has no bundled meson, dtc or firmware:
+# Debian's meson and libfdt are used, and ROMs come from Debian packages at
+# run time (-L).
 CONFIGURE_FLAGS = (
+    "--without-default-features",
+    "--enable-kvm",
+    "--enable-fdt=system",
     "--meson=/usr/bin/meson",
     "--with-git-submodules=ignore",
-    "--enable-fdt=system",
     "--disable-install-blobs",
     "--disable-docs",
     "--disable-tools",
-    "--disable-guest-agent",
-    "--disable-user",
-    "--disable-gtk",
-    "--disable-sdl",
-    "--disable-vnc",
-    "--disable-opengl",
-    "--disable-spice",
-    "--disable-curses",
     "--disable-werror",
-    "--enable-kvm",
 )
-
 
 # configure runs the python3 it finds first; Debian's meson needs the system one
 # (a venv or pyenv python earlier on PATH lacks meson's modules).

@@ -1,0 +1,18 @@
+"""Rule net_figure: grouped bars of the network experiment for one arch."""
+
+from pathlib import Path
+
+import pandas as pd
+from unikio import aggregate, job
+
+sm = snakemake  # noqa: F821
+
+
+def body(log):
+    table = pd.read_csv(sm.input.table, keep_default_na=False, na_values=[""])
+    aggregate.net_figure(table, pd.read_csv(sm.input.reference), sm.wildcards.arch,
+                         Path(sm.output.png).with_suffix(""))
+    log.write(f"wrote {sm.output.png} and {sm.output.pdf}\n")
+
+
+job.run(sm, body)

@@ -1,0 +1,19 @@
+"""Rule net_solo5_run: ping_serve on the tender answers our ICMP benchmark."""
+
+import json
+from pathlib import Path
+
+from unikio import job, net
+
+sm = snakemake  # noqa: F821
+
+
+def body(log):
+    rows = net.solo5_rows(Path(sm.input.tender), Path(sm.input.ping_serve), Path(sm.input.icmp_bench),
+                          sm.wildcards.arch, sm.params.provider, list(sm.params.sizes), sm.params.reps,
+                          sm.params.packets, sm.params.max_loss_pct, Path(sm.output.rows).with_name("console.log"),
+                          log)
+    Path(sm.output.rows).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+
+
+job.run(sm, body)
