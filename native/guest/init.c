@@ -13,6 +13,12 @@
  *                                         up (the kernel answers ICMP) until a
  *                                         line "quit" arrives on the console
  *                                         or S seconds elapse
+ *        bench=script [script_timeout=S]  run /bin/sh /job.sh (the job file
+ *                                         comes from a second cpio archive
+ *                                         appended to the initramfs); its
+ *                                         stdout and stderr are relayed line
+ *                                         by line; killed after S seconds
+ *                                         (exit status 124)
  *   4. print "UNIKIO-BEGIN", the job output, "UNIKIO-END status=<rc>",
  *      sync and power off.  Any failure prints "UNIKIO-ERROR <message>" and
  *      powers off too.  PID 1 never returns.
@@ -29,6 +35,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +57,9 @@
 #define CMDLINE_MAX 4096
 #define DEFAULT_DEV_TIMEOUT_S 10L
 #define NIC_WAIT_S 10L
+#define SCRIPT_SHELL "/bin/sh"
+#define SCRIPT_PATH "/job.sh"
+#define SCRIPT_TIMEOUT_STATUS 124
 
 static char g_cmdline[CMDLINE_MAX];
 
@@ -534,6 +544,134 @@ static int bench_net(void)
 	return 0;
 }
 
+/* ---------------------------------------------------------- bench=script */
+
+/* Writes complete lines from buf[0..*used) to stdout; keeps the partial tail. */
+static void relay_lines(char *buf, size_t *used, int flush_all)
+{
+	size_t start = 0;
+
+	for (size_t i = 0; i < *used; i++) {
+		if (buf[i] == '\n') {
+			write_all(STDOUT_FILENO, buf + start, i + 1 - start);
+			start = i + 1;
+		}
+	}
+	if (flush_all && start < *used) {
+		write_all(STDOUT_FILENO, buf + start, *used - start);
+		write_all(STDOUT_FILENO, "\n", 1);
+		start = *used;
+	}
+	memmove(buf, buf + start, *used - start);
+	*used -= start;
+}
+
+static int wait_child(pid_t pid)
+{
+	int st;
+
+	for (;;) {
+		pid_t w = waitpid(-1, &st, 0); /* PID 1 reaps every child */
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			fail("waitpid: %s", strerror(errno));
+		}
+		if (w == pid)
+			break;
+	}
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return 255;
+}
+
+static int bench_script(void)
+{
+	/* One pipe for stdout and stderr: each line reaches the console whole,
+	 * never split by a line of the other stream, and only between the
+	 * markers. */
+	char buf[4096];
+	size_t used = 0;
+	long timeout_s = arg_long("script_timeout", 0, 0, 86400L * 365);
+	double deadline = now_s() + (double)timeout_s;
+	int timed_out = 0;
+	int fds[2];
+	pid_t pid;
+	int rc;
+
+	if (access(SCRIPT_PATH, R_OK) != 0)
+		fail("%s: %s (bench=script needs a job archive)", SCRIPT_PATH,
+		     strerror(errno));
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		fail("pipe: %s", strerror(errno));
+	say("UNIKIO-BEGIN");
+	pid = fork();
+	if (pid < 0)
+		fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDONLY);
+		char *argv[] = { SCRIPT_SHELL, SCRIPT_PATH, NULL };
+
+		/* Own process group, so a timeout kills the whole job. */
+		setpgid(0, 0);
+		if (null >= 0)
+			dup2(null, STDIN_FILENO);
+		dup2(fds[1], STDOUT_FILENO);
+		dup2(fds[1], STDERR_FILENO);
+		execv(argv[0], argv);
+		say("UNIKIO-ERROR exec %s: %s", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(fds[1]);
+	for (;;) {
+		struct pollfd p = { fds[0], POLLIN, 0 };
+		int wait_ms = -1;
+		ssize_t n;
+		int r;
+
+		if (timeout_s > 0 && !timed_out) {
+			double left = deadline - now_s();
+
+			if (left <= 0) {
+				kill(-pid, SIGKILL);
+				kill(pid, SIGKILL);
+				timed_out = 1;
+				continue;
+			}
+			wait_ms = (int)(left * 1000.0) + 1;
+		}
+		r = poll(&p, 1, wait_ms);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			fail("poll job pipe: %s", strerror(errno));
+		}
+		if (r == 0)
+			continue;
+		n = read(fds[0], buf + used, sizeof(buf) - used);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			fail("read job pipe: %s", strerror(errno));
+		}
+		if (n == 0)
+			break; /* every writer (the job and its children) is gone */
+		used += (size_t)n;
+		relay_lines(buf, &used, used == sizeof(buf));
+	}
+	relay_lines(buf, &used, 1);
+	close(fds[0]);
+	rc = wait_child(pid);
+	if (timed_out) {
+		say("script timed out after %ld s", timeout_s);
+		return SCRIPT_TIMEOUT_STATUS;
+	}
+	return rc;
+}
+
 /* ------------------------------------------------------------------ main */
 
 int main(void)
@@ -553,6 +691,8 @@ int main(void)
 		rc = bench_blk();
 	} else if (strcmp(bench, "net") == 0) {
 		rc = bench_net();
+	} else if (strcmp(bench, "script") == 0) {
+		rc = bench_script();
 	} else {
 		fail("unknown bench=%s", bench);
 	}

@@ -25,10 +25,11 @@ HOST_CIDR = "10.0.0.1/24"
 GUEST_IP = "10.0.0.2"
 
 
-def row(*, arch: str, platform: str, provider: str, accel: str, rep: int, result: dict[str, Any]) -> dict[str, Any]:
+def row(*, arch: str, platform: str, provider: str, accel: str, rep: int, result: dict[str, Any],
+        testbed: str = "native") -> dict[str, Any]:
     """One tidy row of net_runs.csv from an icmp_bench result."""
     return {
-        "arch": arch, "platform": platform, "provider": provider, "accel": accel, "testbed": "native",
+        "arch": arch, "platform": platform, "provider": provider, "accel": accel, "testbed": testbed,
         "data_bytes": result["size"], "packets": result["packets"], "rep": rep,
         "avg_rtt_ns": result["avg_ns"], "min_rtt_ns": result["min_ns"], "max_rtt_ns": result["max_ns"],
         "pps": result["pps"], "lost": result["lost"], "host": hostinfo.cpu_model(),

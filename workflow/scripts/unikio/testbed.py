@@ -1,0 +1,563 @@
+"""The emulated aarch64 testbed: the aarch64 rows of the study on an x86_64 machine.
+
+QEMU emulates (TCG) an arm ``virt`` machine with the virtualization
+extensions, so Debian's arm64 kernel starts at EL2 and brings up KVM.  Inside
+it we run the block experiment's ``host`` row, the unikernel tender under
+that (nested) KVM, the KVM exit floor, and the network experiment's tender
+side with icmp_bench on a tap.  Everything here is emulated: the numbers
+show that the aarch64 code paths work, they are not performance results.
+
+One boot serves every repetition (and data size) of a row kind.  The
+initramfs is a base image (init, busybox, our aarch64 binaries, modules)
+followed by a small per-run archive holding ``/job.sh``; the kernel unpacks
+concatenated cpio archives as one tree.  The guest's init runs the job with
+``bench=script`` and relays its output between UNIKIO-BEGIN and UNIKIO-END.
+
+Every measurement in the job is framed by marker lines, so each result is
+attributable to its row kind, repetition and size::
+
+    TB-BEGIN kind=tender-blk rep=2
+    RESULT blk reads=200 block_size=512 total_ns=123456
+    pread_calls=200 pread_ns=45678
+    TB-END kind=tender-blk rep=2 status=0
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import guest, hostinfo, initramfs, net, netns, results
+from .errors import PipelineError
+
+ARCH = "aarch64"
+TESTBED = "emulated"
+MACHINE = "virt,virtualization=on"
+CPU = "max"
+DEFAULT_MEMORY_MB = 1024
+DEFAULT_SMP = 2
+# Kernel modules beyond what the cloud kernel has built in (KVM is built in).
+MODULES = ("loop", "tun")
+
+# Where the base image puts our programs inside the testbed.
+BIN = {
+    "blk_bench": "bin/blk_bench",
+    "icmp_bench": "bin/icmp_bench",
+    "tender": "bin/tender",
+    "kvm_exit_floor": "bin/kvm_exit_floor",
+    "blk_bench.elf": "opt/unikernels/blk_bench.elf",
+    "ping_serve.elf": "opt/unikernels/ping_serve.elf",
+}
+JOB_PATH = "job.sh"
+DISK_DIR = "/mnt/disk"
+LOOP_DEV = "/dev/loop0"  # a fresh testbed has every loop device free
+TAP = "tap100"
+
+KINDS = ("host-blk", "tender-blk", "exit-floor", "tender-net")
+PLATFORM = {"host-blk": "host", "tender-blk": "solo5-hvt", "tender-net": "solo5-hvt"}
+
+# Allowance on top of the job's own limit for the boot and power-off under TCG.
+BOOT_ALLOWANCE_S = 90.0
+
+_MARK = re.compile(r"^TB-(BEGIN|END) kind=(\S+)((?: \w+=\S+)*)\s*$")
+_KEYVAL = re.compile(r"(\w+)=(\S+)")
+
+
+class TestbedError(PipelineError):
+    """A testbed run failed; the message is one line and names the console log."""
+
+    __test__ = False  # not a pytest test class despite the name
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """The aarch64 programs the base image carries (host paths)."""
+
+    init: Path
+    busybox: Path
+    blk_bench: Path
+    icmp_bench: Path
+    tender: Path
+    kvm_exit_floor: Path
+    blk_bench_elf: Path
+    ping_serve_elf: Path
+
+    def files(self) -> dict[str, Path]:
+        """{archive path: host path} of everything but init and busybox."""
+        return {
+            BIN["blk_bench"]: self.blk_bench,
+            BIN["icmp_bench"]: self.icmp_bench,
+            BIN["tender"]: self.tender,
+            BIN["kvm_exit_floor"]: self.kvm_exit_floor,
+            BIN["blk_bench.elf"]: self.blk_bench_elf,
+            BIN["ping_serve.elf"]: self.ping_serve_elf,
+        }
+
+    @classmethod
+    def from_build(cls, init: Path, busybox: Path, native_dir: Path, solo5_dir: Path) -> Binaries:
+        """The usual layout: results/build/native/aarch64 and results/build/solo5-*/aarch64."""
+        return cls(init=init, busybox=busybox, blk_bench=native_dir / "blk_bench",
+                   icmp_bench=native_dir / "icmp_bench", tender=solo5_dir / "tender",
+                   kvm_exit_floor=solo5_dir / "kvm_exit_floor", blk_bench_elf=solo5_dir / "blk_bench.elf",
+                   ping_serve_elf=solo5_dir / "ping_serve.elf")
+
+
+# ---------------------------------------------------------------- images
+
+
+def build_base_initramfs(out_path: Path, kernel_tree: Path, binaries: Binaries) -> initramfs.ModulePlan:
+    """Write the testbed's base initramfs (no job) and return its module plan."""
+    missing = [str(p) for p in (binaries.init, binaries.busybox, *binaries.files().values()) if not Path(p).is_file()]
+    if missing:
+        raise TestbedError(f"testbed programs missing (build them first): {', '.join(missing)}")
+    return initramfs.build_initramfs(Path(out_path), Path(kernel_tree), MODULES, binaries.init,
+                                     extra_files=binaries.files(), busybox=binaries.busybox)
+
+
+def job_archive(script: str) -> bytes:
+    """A gzip'd newc archive holding only /job.sh."""
+    arc = initramfs.Archive()
+    arc.add_file(JOB_PATH, script.encode(), 0o755)
+    # Without dirs: the base image already has /, and adding none avoids clobbering its modes.
+    return gzip.compress(initramfs.write_newc(list(arc.entries.values())), compresslevel=6, mtime=0)
+
+
+def write_job_initrd(base: Path, script: str, out_path: Path) -> Path:
+    """base image followed by the job archive, written atomically to out_path."""
+    data = Path(base).read_bytes()
+    # Each gzip member must start on a 4-byte boundary for the kernel's unpacker.
+    pad = b"\0" * (-len(data) % 4)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data + pad + job_archive(script))
+    os.replace(tmp, out)
+    return out
+
+
+# ---------------------------------------------------------- command line
+
+
+def kernel_append(script_timeout_s: int) -> str:
+    """Kernel command line for a bench=script boot with the job's time limit."""
+    return guest.kernel_append(ARCH, {"bench": "script", "script_timeout": int(script_timeout_s)})
+
+
+def testbed_command(
+    *,
+    qemu: Path | str,
+    kernel: Path | str,
+    initrd: Path | str,
+    append: str,
+    firmware_dirs: Sequence[Path | str] = guest.DEFAULT_FIRMWARE_DIRS,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+    smp: int = DEFAULT_SMP,
+) -> list[str]:
+    """QEMU argv of the testbed: emulated arm virt machine at EL2, serial on stdio."""
+    if memory_mb <= 0 or smp <= 0:
+        raise ValueError("memory_mb and smp must be positive")
+    cmd = [str(qemu)]
+    for d in firmware_dirs:
+        cmd += ["-L", str(d)]
+    cmd += ["-M", MACHINE, "-cpu", CPU, "-accel", "tcg", "-m", str(memory_mb), "-smp", str(smp)]
+    cmd += ["-nodefaults", "-nographic", "-no-reboot", "-serial", "stdio"]
+    cmd += ["-kernel", str(kernel), "-initrd", str(initrd), "-append", append]
+    return cmd
+
+
+# ------------------------------------------------------------ job scripts
+
+
+def _positive(**values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, not {value!r}")
+
+
+def _disk_mib(reads: int, block_size: int) -> int:
+    # As on the host (blk.disk_bytes): every read at its own offset, whole MiB.
+    return max(1, -(-reads * block_size // (1 << 20)))
+
+
+PRELUDE = f"""\
+#!/bin/sh
+# Generated by unikio.testbed: one testbed boot's measurements.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mkdir -p /tmp {DISK_DIR}
+mount -t tmpfs tmpfs /tmp
+# begin KIND REP [SIZE] / end KIND REP STATUS [SIZE]: attributable results.
+begin() {{ echo "TB-BEGIN kind=$1 rep=$2${{3:+ size=$3}}"; }}
+end() {{ echo "TB-END kind=$1 rep=$2${{4:+ size=$4}} status=$3"; }}
+cleanup() {{
+    [ -n "${{tpid:-}}" ] && kill "$tpid" 2>/dev/null && wait "$tpid" 2>/dev/null
+    losetup -d {LOOP_DEV} 2>/dev/null
+    umount {DISK_DIR} 2>/dev/null
+    ip link delete {TAP} 2>/dev/null
+    true
+}}
+trap cleanup EXIT
+# A fresh tmpfs file with non-zero content behind {LOOP_DEV} (as the host rows do).
+mkdisk() {{
+    mount -t tmpfs -o size=$(($1 + 1))m tmpfs {DISK_DIR} &&
+    dd if=/dev/urandom of={DISK_DIR}/disk.img bs=1M count=$1 2>/dev/null &&
+    losetup {LOOP_DEV} {DISK_DIR}/disk.img
+}}
+rmdisk() {{
+    losetup -d {LOOP_DEV}; rm -f {DISK_DIR}/disk.img; umount {DISK_DIR}
+}}
+"""
+
+
+def host_blk_fragment(reads: int, block_size: int, reps: int) -> str:
+    """Shell fragment: the host row's blk_bench on a fresh loop device per repetition."""
+    _positive(reads=reads, block_size=block_size, reps=reps)
+    return f"""\
+for rep in $(seq 1 {reps}); do
+    mkdisk {_disk_mib(reads, block_size)} || exit 70
+    begin host-blk $rep
+    /{BIN["blk_bench"]} {LOOP_DEV} {reads} {block_size} 2>&1
+    rc=$?
+    end host-blk $rep $rc
+    rmdisk
+    [ $rc -eq 0 ] || exit $rc
+done
+"""
+
+
+def tender_blk_fragment(reads: int, block_size: int, reps: int, mem_mb: int) -> str:
+    """Shell fragment: blk_bench.elf on the tender (O_DIRECT), stats file printed after each result."""
+    _positive(reads=reads, block_size=block_size, reps=reps, mem_mb=mem_mb)
+    return f"""\
+for rep in $(seq 1 {reps}); do
+    mkdisk {_disk_mib(reads, block_size)} || exit 70
+    rm -f /tmp/pread.stats
+    begin tender-blk $rep
+    /{BIN["tender"]} --mem={mem_mb} --block:storage={LOOP_DEV} --block-direct --stats=/tmp/pread.stats \\
+        /{BIN["blk_bench.elf"]} reads={reads} 2>&1
+    rc=$?
+    cat /tmp/pread.stats 2>&1
+    end tender-blk $rep $rc
+    rmdisk
+    [ $rc -eq 0 ] || exit $rc
+done
+"""
+
+
+def exit_floor_fragment(exits: int) -> str:
+    """Shell fragment: kvm_exit_floor once."""
+    _positive(exits=exits)
+    return f"""\
+begin exit-floor 1
+/{BIN["kvm_exit_floor"]} {exits} 2>&1
+rc=$?
+end exit-floor 1 $rc
+[ $rc -eq 0 ] || exit $rc
+"""
+
+
+def tender_net_fragment(sizes: Sequence[int], reps: int, packets: int, max_loss_pct: float, mem_mb: int) -> str:
+    """Shell fragment: ping_serve on the tender behind a tap, icmp_bench for every size and repetition."""
+    _positive(reps=reps, packets=packets, mem_mb=mem_mb)
+    if not sizes:
+        raise ValueError("sizes must not be empty")
+    for size in sizes:
+        if not isinstance(size, int) or not 0 <= size <= netns.MAX_ICMP_PAYLOAD:
+            raise ValueError(f"ICMP data size must be 0..{netns.MAX_ICMP_PAYLOAD}, not {size!r}")
+    if not 0 <= float(max_loss_pct) <= 100:
+        raise ValueError(f"max_loss_pct must be 0..100, not {max_loss_pct!r}")
+    host_ip = net.HOST_CIDR.split("/")[0]
+    size_words = " ".join(str(s) for s in sizes)
+    return f"""\
+# A persistent tap, so the address is set before the tender attaches to it.
+tunctl -t {TAP} >/dev/null || exit 71
+ip addr add {net.HOST_CIDR} dev {TAP} || exit 71
+ip link set {TAP} up || exit 71
+/{BIN["tender"]} --mem={mem_mb} --net:service={TAP} /{BIN["ping_serve.elf"]} ip={net.GUEST_IP} \\
+    >/tmp/tender-net.log 2>&1 &
+tpid=$!
+for size in {size_words}; do
+    for rep in $(seq 1 {reps}); do
+        begin tender-net $rep $size
+        if kill -0 $tpid 2>/dev/null; then
+            /{BIN["icmp_bench"]} --ifname {TAP} --src-ip {host_ip} --dst-ip {net.GUEST_IP} --size $size \\
+                --count {packets} --max-loss-pct {float(max_loss_pct):g} 2>&1
+            rc=$?
+        else
+            echo "the tender exited early:"; sed 's/^/tender: /' /tmp/tender-net.log; rc=72
+        fi
+        end tender-net $rep $rc $size
+        [ $rc -eq 0 ] || exit $rc
+    done
+done
+kill $tpid; wait $tpid; tpid=
+"""
+
+
+def job_script(fragments: Sequence[str]) -> str:
+    """The whole /job.sh: prelude, the fragments in order, then a clean exit."""
+    if not fragments:
+        raise ValueError("a job needs at least one fragment")
+    return PRELUDE + "".join(fragments) + "exit 0\n"
+
+
+# ----------------------------------------------------------------- parsing
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The output of one framed measurement."""
+
+    kind: str
+    rep: int
+    size: int | None
+    status: int
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def label(self) -> str:
+        return f"{self.kind} rep {self.rep}" + (f" size {self.size}" if self.size is not None else "")
+
+
+def _marker(line: str) -> tuple[str, str, dict[str, str]] | None:
+    m = _MARK.match(line.strip())
+    if not m:
+        return None
+    return m.group(1), m.group(2), dict(_KEYVAL.findall(m.group(3)))
+
+
+def parse_segments(lines: Sequence[str]) -> list[Segment]:
+    """Framed measurements in a relayed transcript; ValueError for broken framing.
+
+    A segment that began but never ended (the job was killed) is returned
+    with status -1, so the caller can say which measurement was cut short.
+    """
+    segments: list[Segment] = []
+    current: tuple[str, dict[str, str], list[str]] | None = None
+    for line in lines:
+        mark = _marker(line)
+        if mark is None:
+            if current is not None:
+                current[2].append(line)
+            continue
+        what, kind, keys = mark
+        if what == "BEGIN":
+            if current is not None:
+                raise ValueError(f"TB-BEGIN {kind} inside the unfinished {current[0]} measurement")
+            current = (kind, keys, [])
+            continue
+        if current is None or current[0] != kind or any(current[1].get(k) != v for k, v in current[1].items()
+                                                        if k in keys):
+            raise ValueError(f"unmatched marker line: {line.strip()!r}")
+        segments.append(_segment(kind, {**current[1], **keys}, current[2], int(keys.get("status", "-1"))))
+        current = None
+    if current is not None:
+        segments.append(_segment(current[0], current[1], current[2], -1))
+    return segments
+
+
+def _segment(kind: str, keys: Mapping[str, str], lines: list[str], status: int) -> Segment:
+    size = keys.get("size")
+    return Segment(kind=kind, rep=int(keys.get("rep", "0")), size=int(size) if size is not None else None,
+                   status=status, lines=lines)
+
+
+def _last_message(seg: Segment) -> str:
+    for line in reversed(seg.lines):
+        if line.strip() and not line.startswith(("RESULT ", "pread_calls=")):
+            return line.strip()
+    return "no message"
+
+
+def _check(seg: Segment, console_log: Path | str) -> None:
+    if seg.status == 0:
+        return
+    why = "was cut short (job killed or timed out)" if seg.status < 0 else f"exited with status {seg.status}"
+    raise TestbedError(f"testbed {seg.label()} {why}: {_last_message(seg)} (console log: {console_log})")
+
+
+def _of_kind(segments: Sequence[Segment], kind: str, console_log: Path | str) -> list[Segment]:
+    mine = [s for s in segments if s.kind == kind]
+    for seg in mine:
+        _check(seg, console_log)
+    return mine
+
+
+def _expect(found: int, wanted: int, what: str, console_log: Path | str) -> None:
+    if found != wanted:
+        raise TestbedError(f"testbed produced {found} of {wanted} {what} measurements (console log: {console_log})")
+
+
+def _bad(seg: Segment, exc: ValueError, console_log: Path | str) -> TestbedError:
+    return TestbedError(f"testbed {seg.label()}: {exc} (console log: {console_log})")
+
+
+def host_label() -> str:
+    """The `host` column of testbed rows: what emulated the machine, and on what."""
+    return f"QEMU TCG aarch64 -cpu max on {hostinfo.cpu_model()}"
+
+
+def blk_rows(segments: Sequence[Segment], *, kind: str, reps: int, block_size: int, console_log: Path | str,
+             provider: str = "builtin", host: str | None = None) -> list[dict[str, Any]]:
+    """blk_runs.csv rows of a block row kind (host-blk or tender-blk), one per repetition."""
+    if kind not in ("host-blk", "tender-blk"):
+        raise ValueError(f"not a block row kind: {kind!r}")
+    mine = _of_kind(segments, kind, console_log)
+    _expect(len(mine), reps, kind, console_log)
+    rows = []
+    for seg in mine:
+        try:
+            result = results.parse_blk_result(seg.text)
+            if kind == "host-blk":
+                # As on the host: the whole timed loop is pread calls.
+                pread = {"pread_calls": result["reads"], "pread_ns": result["total_ns"]}
+            else:
+                pread = results.parse_pread_stats(seg.text)
+        except ValueError as exc:
+            raise _bad(seg, exc, console_log) from None
+        if result["block_size"] != block_size:
+            raise TestbedError(f"testbed {seg.label()} read {result['block_size']}-byte blocks, config asks "
+                               f"blk.block_size={block_size} (console log: {console_log})")
+        rows.append(results.blk_row(
+            arch=ARCH, platform=PLATFORM[kind], provider="" if kind == "host-blk" else provider,
+            accel="none" if kind == "host-blk" else "kvm", testbed=TESTBED, rep=seg.rep,
+            host=host or host_label(), result=result, pread=pread))
+    return rows
+
+
+def exit_floor_result(segments: Sequence[Segment], console_log: Path | str) -> dict[str, int]:
+    """The kvm_exit_floor result of the testbed's KVM."""
+    mine = _of_kind(segments, "exit-floor", console_log)
+    _expect(len(mine), 1, "exit-floor", console_log)
+    try:
+        return results.parse_exit_floor(mine[0].text)
+    except ValueError as exc:
+        raise _bad(mine[0], exc, console_log) from None
+
+
+def net_rows(segments: Sequence[Segment], *, sizes: Sequence[int], reps: int, console_log: Path | str,
+             provider: str = "builtin", host: str | None = None) -> list[dict[str, Any]]:
+    """net_runs.csv rows of the tender-net kind, one per (size, repetition)."""
+    mine = _of_kind(segments, "tender-net", console_log)
+    _expect(len(mine), len(sizes) * reps, "tender-net", console_log)
+    rows = []
+    for seg in mine:
+        try:
+            result = netns.parse_net_result(seg.text)
+        except ValueError as exc:
+            raise _bad(seg, exc, console_log) from None
+        if result["size"] != seg.size:
+            raise TestbedError(f"testbed {seg.label()} reported size {result['size']} (console log: {console_log})")
+        row = net.row(arch=ARCH, platform=PLATFORM["tender-net"], provider=provider, accel="kvm", rep=seg.rep,
+                      result=result, testbed=TESTBED)
+        row["host"] = host or host_label()
+        rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------- running
+
+
+@dataclass(frozen=True)
+class Testbed:
+    """What a testbed boot needs: QEMU, the arm64 kernel and the base image."""
+
+    qemu: Path
+    kernel: Path
+    base_initrd: Path
+    firmware_dirs: tuple[str, ...] = tuple(guest.DEFAULT_FIRMWARE_DIRS)
+    memory_mb: int = DEFAULT_MEMORY_MB
+    smp: int = DEFAULT_SMP
+
+    __test__ = False
+
+
+@dataclass(frozen=True)
+class TestbedRun:
+    """The relayed lines of one boot, split into measurements."""
+
+    segments: list[Segment]
+    boot_s: float
+    total_s: float
+    console_log: Path
+    lines: list[str]
+
+    __test__ = False
+
+
+def run_job(testbed: Testbed, script: str, work_dir: Path, console_log: Path, timeout_s: float) -> TestbedRun:
+    """Boot the testbed once with this job; every failure is one TestbedError line naming the console log.
+
+    ``timeout_s`` bounds the job inside the testbed; the whole boot gets
+    BOOT_ALLOWANCE_S more.  The per-run initrd is written into work_dir and
+    deleted afterwards.
+    """
+    for what, path in (("QEMU", testbed.qemu), ("kernel", testbed.kernel), ("base initramfs", testbed.base_initrd)):
+        if not Path(path).is_file():
+            raise TestbedError(f"testbed {what} not found: {path}")
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    initrd = write_job_initrd(testbed.base_initrd, script, work / f"job-{os.getpid()}.initrd")
+    cmd = testbed_command(qemu=testbed.qemu, kernel=testbed.kernel, initrd=initrd,
+                          append=kernel_append(max(1, int(timeout_s))), firmware_dirs=testbed.firmware_dirs,
+                          memory_mb=testbed.memory_mb, smp=testbed.smp)
+    try:
+        res = guest.run_guest(cmd, console_log, timeout_s + BOOT_ALLOWANCE_S, check_status=False)
+    except guest.GuestError as exc:
+        raise TestbedError(str(exc).replace("guest run failed", "testbed run failed", 1)) from None
+    finally:
+        initrd.unlink(missing_ok=True)
+    try:
+        segments = parse_segments(res.lines)
+    except ValueError as exc:
+        raise TestbedError(f"testbed transcript is garbled: {exc} (console log: {console_log})") from None
+    for seg in segments:
+        _check(seg, console_log)
+    if res.status != 0:
+        tail = next((ln.strip() for ln in reversed(res.lines) if ln.strip()), "no output")
+        raise TestbedError(f"testbed job exited with status {res.status}: {tail} (console log: {console_log})")
+    return TestbedRun(segments=segments, boot_s=res.boot_s, total_s=res.total_s, console_log=Path(console_log),
+                      lines=res.lines)
+
+
+def host_blk(testbed: Testbed, *, reads: int, block_size: int, reps: int, work_dir: Path, console_log: Path,
+             timeout_s: float) -> tuple[list[dict[str, Any]], TestbedRun]:
+    """The block experiment's host row inside the testbed: one boot, every repetition."""
+    run = run_job(testbed, job_script([host_blk_fragment(reads, block_size, reps)]), work_dir, console_log,
+                  timeout_s)
+    return blk_rows(run.segments, kind="host-blk", reps=reps, block_size=block_size,
+                    console_log=console_log), run
+
+
+def tender_blk(testbed: Testbed, *, reads: int, block_size: int, reps: int, mem_mb: int, work_dir: Path,
+               console_log: Path, timeout_s: float, provider: str = "builtin"
+               ) -> tuple[list[dict[str, Any]], TestbedRun]:
+    """The solo5-hvt block row under the testbed's KVM: one boot, every repetition."""
+    run = run_job(testbed, job_script([tender_blk_fragment(reads, block_size, reps, mem_mb)]), work_dir,
+                  console_log, timeout_s)
+    return blk_rows(run.segments, kind="tender-blk", reps=reps, block_size=block_size, console_log=console_log,
+                    provider=provider), run
+
+
+def exit_floor(testbed: Testbed, *, exits: int, work_dir: Path, console_log: Path, timeout_s: float
+               ) -> tuple[dict[str, int], TestbedRun]:
+    """kvm_exit_floor under the testbed's KVM."""
+    run = run_job(testbed, job_script([exit_floor_fragment(exits)]), work_dir, console_log, timeout_s)
+    return exit_floor_result(run.segments, console_log), run
+
+
+def tender_net(testbed: Testbed, *, sizes: Sequence[int], reps: int, packets: int, max_loss_pct: float,
+               mem_mb: int, work_dir: Path, console_log: Path, timeout_s: float, provider: str = "builtin"
+               ) -> tuple[list[dict[str, Any]], TestbedRun]:
+    """The network experiment's solo5-hvt row: ping_serve on the tender, icmp_bench on the testbed's tap."""
+    script = job_script([tender_net_fragment(sizes, reps, packets, max_loss_pct, mem_mb)])
+    run = run_job(testbed, script, work_dir, console_log, timeout_s)
+    return net_rows(run.segments, sizes=sizes, reps=reps, console_log=console_log, provider=provider), run
