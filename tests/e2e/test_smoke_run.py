@@ -15,7 +15,7 @@ import time
 import pandas as pd
 import pytest
 from testkit import copy_project, planned_jobs, require_root, snakemake
-from unikio import hostinfo, loopdev, net, results
+from unikio import hostinfo, loopdev, results
 
 pytestmark = pytest.mark.e2e
 
@@ -92,7 +92,7 @@ def test_unikernel_rows_have_the_pread_breakdown(project):
 
 def test_network_rows_from_real_packets(project):
     df = pd.read_csv(project / "results/data/net_runs.csv", keep_default_na=False, na_values=[""])
-    assert list(df.columns) == net.NET_COLUMNS
+    assert list(df.columns) == results.NET_COLUMNS
     expected = {(HOST_ARCH, "qemu-linux"), (OTHER_ARCH, "qemu-linux")} | (
         {(HOST_ARCH, "solo5-hvt")} if KVM_USABLE else set())
     assert set(zip(df["arch"], df["platform"], strict=True)) == expected

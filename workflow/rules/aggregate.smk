@@ -8,8 +8,10 @@ rule blk_runs_csv:
         BLK_RUNS,
     log:
         f"{LOGS}/blk_runs_csv.log",
+    params:
+        experiment="blk",
     script:
-        "../scripts/blk_runs_csv.py"
+        "../scripts/collect_runs.py"
 
 
 rule blk_table:
@@ -27,10 +29,11 @@ rule blk_table:
     log:
         f"{LOGS}/blk_table_{{arch}}.log",
     params:
+        experiment="blk",
         platforms=config["blk"]["platforms"],
         skipped=lambda wc: skipped_reasons("blk", wc.arch),
     script:
-        "../scripts/blk_table.py"
+        "../scripts/make_table.py"
 
 
 rule blk_figure:
@@ -46,8 +49,10 @@ rule blk_figure:
         pdf=BLK_FIGURE.replace("{ext}", "pdf"),
     log:
         f"{LOGS}/blk_figure_{{arch}}.log",
+    params:
+        experiment="blk",
     script:
-        "../scripts/blk_figure.py"
+        "../scripts/make_figure.py"
 
 
 rule provenance:
@@ -91,8 +96,10 @@ rule net_runs_csv:
         NET_RUNS,
     log:
         f"{LOGS}/net_runs_csv.log",
+    params:
+        experiment="net",
     script:
-        "../scripts/net_runs_csv.py"
+        "../scripts/collect_runs.py"
 
 
 rule net_table:
@@ -110,10 +117,11 @@ rule net_table:
     log:
         f"{LOGS}/net_table_{{arch}}.log",
     params:
+        experiment="net",
         platforms=config["net"]["platforms"],
         skipped=lambda wc: skipped_reasons("net", wc.arch),
     script:
-        "../scripts/net_table.py"
+        "../scripts/make_table.py"
 
 
 rule net_figure:
@@ -129,5 +137,7 @@ rule net_figure:
         pdf=NET_FIGURE.replace("{ext}", "pdf"),
     log:
         f"{LOGS}/net_figure_{{arch}}.log",
+    params:
+        experiment="net",
     script:
-        "../scripts/net_figure.py"
+        "../scripts/make_figure.py"

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .results import BLK_COLUMNS
+from .results import BLK_COLUMNS, NET_COLUMNS
 
 STUDY_READS = 100_000  # reads per run in the original study
 STUDY_BLOCK_SIZE = 512
 NS_PER_MS = 1e6
+COLUMNS = {"blk": BLK_COLUMNS, "net": NET_COLUMNS}
 BLK_TABLE_COLUMNS = ["platform", "accel", "testbed", "runs", "reads", "block_size", "total_ms", "total_sd",
                      "pread_ms", "pread_sd", "guest_monitor_ms", "guest_monitor_sd", "cv_total", "us_per_read",
                      "note"]
@@ -135,14 +136,7 @@ def blk_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Pa
         ax.bar(x, rest, bottom=pread, color="#dd8452")
         ax.set_xticks(list(x), list(rows["platform"]), rotation=20, ha="right", fontsize=8)
         ax.set_title(f"original study: {host}", fontsize=10)
-    skipped = table[table["note"].str.startswith("not measured", na=False)]
-    if len(skipped):
-        fig.text(0.01, 0.01, "not measured: " + ", ".join(skipped["platform"]), fontsize=7)
-    fig.suptitle(f"Block reads ({arch}): time per {STUDY_BLOCK_SIZE}-byte O_DIRECT read", fontsize=11)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    for ext in (".png", ".pdf"):
-        fig.savefig(stem.with_suffix(ext), dpi=120)
-    plt.close(fig)
+    _finish(fig, table, f"Block reads ({arch}): time per {STUDY_BLOCK_SIZE}-byte O_DIRECT read", stem)
 
 
 def overhead_table(runs: pd.DataFrame, arch: str, floor: dict[str, int]) -> pd.DataFrame:
@@ -234,11 +228,29 @@ def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Pa
     for ax, host in zip(axes[0][1:], ref_hosts, strict=True):
         grouped(ax, ref[ref["host"] == host], "platform", "icmp_data_bytes", "packets_per_second", lambda _: "")
         ax.set_title(f"original study: {host}", fontsize=10)
-    skipped = table[table["note"].fillna("").str.startswith("not measured")]
+    _finish(fig, table, f"ICMP echo round trips ({arch})", stem)
+
+
+def _finish(fig, table: pd.DataFrame, title: str, stem: Path) -> None:
+    """Footnote the platforms that could not run, title, write PNG and PDF."""
+    import matplotlib.pyplot as plt
+
+    skipped = table[table["note"].fillna("").astype(str).str.startswith("not measured")]
     if len(skipped):
         fig.text(0.01, 0.01, "not measured: " + ", ".join(skipped["platform"]), fontsize=7)
-    fig.suptitle(f"ICMP echo round trips ({arch})", fontsize=11)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     for ext in (".png", ".pdf"):
         fig.savefig(stem.with_suffix(ext), dpi=120)
     plt.close(fig)
+
+
+# What the generic aggregation scripts dispatch on, per experiment.
+TABLES = {"blk": blk_table, "net": net_table}
+FIGURES = {"blk": blk_figure, "net": net_figure}
+CAPTIONS = {
+    "blk": ("Block reads on {arch}: mean of repetitions, ms (sd = spread); us_per_read and ratio_<host> "
+            "compare per read with the original study."),
+    "net": ("ICMP echo round trips on {arch}: packets per second, mean over repetitions (pps_sd = spread), "
+            "per platform and data size, beside the original study."),
+}

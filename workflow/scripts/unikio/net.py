@@ -17,10 +17,6 @@ from typing import IO, Any
 from . import guest, hostinfo, netns
 from .errors import PipelineError
 
-NET_COLUMNS = [
-    "arch", "platform", "provider", "accel", "testbed", "data_bytes", "packets", "rep", "avg_rtt_ns",
-    "min_rtt_ns", "max_rtt_ns", "pps", "lost", "host", "timestamp",
-]
 HOST_CIDR = "10.0.0.1/24"
 GUEST_IP = "10.0.0.2"
 

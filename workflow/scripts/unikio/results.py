@@ -15,6 +15,11 @@ BLK_COLUMNS = [
     "total_ns", "pread_ns", "pread_calls", "host", "timestamp",
 ]
 
+NET_COLUMNS = [
+    "arch", "platform", "provider", "accel", "testbed", "data_bytes", "packets", "rep", "avg_rtt_ns",
+    "min_rtt_ns", "max_rtt_ns", "pps", "lost", "host", "timestamp",
+]
+
 _FIELD = re.compile(r"(\w+)=(\d+)")
 
 

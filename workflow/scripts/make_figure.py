@@ -1,4 +1,4 @@
-"""Rule blk_figure: stacked bars of the block experiment for one arch."""
+"""Rules blk_figure and net_figure: the study's figure shape for one experiment and arch."""
 
 from pathlib import Path
 
@@ -10,8 +10,8 @@ sm = snakemake  # noqa: F821
 
 def body(log):
     table = pd.read_csv(sm.input.table, keep_default_na=False, na_values=[""])
-    aggregate.blk_figure(table, pd.read_csv(sm.input.reference), sm.wildcards.arch,
-                         Path(sm.output.png).with_suffix(""))
+    aggregate.FIGURES[sm.params.experiment](table, pd.read_csv(sm.input.reference), sm.wildcards.arch,
+                                            Path(sm.output.png).with_suffix(""))
     log.write(f"wrote {sm.output.png} and {sm.output.pdf}\n")
 
 

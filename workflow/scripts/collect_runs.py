@@ -1,4 +1,4 @@
-"""Rule blk_runs_csv: the tidy per-repetition CSV of the block experiment."""
+"""Rules blk_runs_csv and net_runs_csv: the tidy per-repetition CSV of an experiment."""
 
 from pathlib import Path
 
@@ -8,7 +8,7 @@ sm = snakemake  # noqa: F821
 
 
 def body(log):
-    df = aggregate.collect_rows([Path(p) for p in sm.input.rows])
+    df = aggregate.collect_rows([Path(p) for p in sm.input.rows], aggregate.COLUMNS[sm.params.experiment])
     df.to_csv(sm.output[0], index=False)
     log.write(f"{len(df)} rows\n")
 

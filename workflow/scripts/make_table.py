@@ -1,0 +1,20 @@
+"""Rules blk_table and net_table: the study's table shape for one experiment and arch."""
+
+from pathlib import Path
+
+import pandas as pd
+from unikio import aggregate, job
+
+sm = snakemake  # noqa: F821
+
+
+def body(log):
+    experiment, arch = sm.params.experiment, sm.wildcards.arch
+    runs = pd.read_csv(sm.input.runs, keep_default_na=False, na_values=[""])
+    table = aggregate.TABLES[experiment](runs, pd.read_csv(sm.input.reference), arch, list(sm.params.platforms),
+                                         dict(sm.params.skipped))
+    aggregate.write_table(table, Path(sm.output.csv).with_suffix(""), aggregate.CAPTIONS[experiment].format(arch=arch))
+    log.write(table.to_string() + "\n")
+
+
+job.run(sm, body)
