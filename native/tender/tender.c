@@ -137,6 +137,13 @@ void tender_signal_exit(void)
 static void on_signal(int sig)
 {
     tender_signalled = sig;
+    /*
+     * A signal that lands outside KVM_RUN (e.g. in the ppoll of a yield,
+     * where an idle network guest spends its time) would otherwise be lost:
+     * immediate_exit makes the next KVM_RUN return EINTR at once.
+     */
+    if (vm.run)
+        vm.run->immediate_exit = 1;
 }
 
 static inline uint64_t now_ns(void)

@@ -53,15 +53,3 @@ def test_unikernel_needs_kvm_and_says_so():
     assert combos["blk/x86_64/host"].runnable
     assert not combos["blk/x86_64/solo5-hvt"].runnable
     assert "/dev/kvm" in combos["blk/x86_64/solo5-hvt"].reason
-
-
-def test_upstream_provider_is_reported_not_silently_replaced():
-    config = {**CONFIG, "solo5": {"provider": "upstream"}}
-    combo = by_label(matrix.plan(config, "x86_64", KVM))["blk/x86_64/solo5-hvt"]
-    assert not combo.runnable and "solo5.provider" in combo.reason
-
-
-def test_linux_guests_run_on_any_host_arch_under_emulation():
-    combos = by_label(matrix.plan(CONFIG, "x86_64", NO_KVM))
-    assert combos["blk/aarch64/qemu-linux-smp"].runnable
-    assert combos["blk/x86_64/qemu-linux-smp"].runnable

@@ -57,3 +57,14 @@ def test_lint_is_clean_apart_from_software_deployment(project):
     assert "Lints for snakefile" not in text
     titles = {line.strip()[2:].rstrip(":") for line in text.splitlines() if line.startswith("    * ")}
     assert titles <= {SOFTWARE_LINT}, titles
+
+
+def test_unreachable_upstream_solo5_stops_with_one_sentence_and_no_fallback(project):
+    overrides = ("solo5: {provider: upstream, upstream: {git: 'file:///nonexistent/solo5.git'}}\n"
+                 "archs: [x86_64]\nblk: {platforms: [solo5-hvt]}\nnet: {platforms: []}\n")
+    proc = snakemake(project, "results/data/blk_runs.csv", overrides=overrides)
+    assert proc.returncode != 0
+    errors = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("ERROR in rule")]
+    assert len(errors) == 1 and "solo5.upstream.git" in errors[0] and "solo5.upstream.local" in errors[0]
+    assert not (project / "results/sources/solo5").exists()
+    assert not (project / "results/build/solo5-builtin").exists()

@@ -125,3 +125,21 @@ rule guest_initramfs:
         quiet_machine=1,
     script:
         "../scripts/make_initramfs.py"
+
+
+rule solo5_upstream:
+    input:
+        tree=SOLO5_UPSTREAM_SRC,
+        patches=sorted(Path(workflow.basedir).glob("patches/solo5/*.patch")),
+        apps=sorted(Path(workflow.basedir).glob("native/unikernels/*/*")),
+        util=["native/solo5/util.c", "native/solo5/include/solo5_util.h"],
+    output:
+        tree=directory(f"{SOLO5_UPSTREAM}/tree"),
+        blk_bench=f"{SOLO5_UPSTREAM}/blk_bench.hvt",
+        ping_serve=f"{SOLO5_UPSTREAM}/ping_serve.hvt",
+    log:
+        f"{LOGS}/solo5_upstream_{{arch}}.log",
+    resources:
+        quiet_machine=1,
+    script:
+        "../scripts/build_solo5_upstream.py"

@@ -41,6 +41,9 @@ QEMU_BIN = "results/build/qemu/bin"
 NATIVE_BENCH = "results/build/native/{arch}/blk_bench"
 NATIVE_ICMP = "results/build/native/{arch}/icmp_bench"
 SOLO5_BUILTIN = "results/build/solo5-builtin/{arch}"
+SOLO5_UPSTREAM = "results/build/solo5-upstream/{arch}"
+SOLO5_UPSTREAM_SRC = "results/sources/solo5/tree"
+SOLO5_UPSTREAM_LOCK = "results/sources/solo5/lock.json"
 DEBIAN_DEB = "results/sources/{name}-{arch}/package.deb"
 DEBIAN_TREE = "results/build/{name}-{arch}/tree"
 GUEST_BUILD = "results/build/guest/{arch}"
@@ -77,6 +80,19 @@ def debian_package(name, arch):
         return (f"{config['guest']['kernel_package']}-{deb_arch}", config["guest"]["kernel_version"],
                 "guest.kernel_version")
     return ("busybox-static", config["guest"]["busybox_version"], "guest.busybox_version")
+
+
+def solo5_unikernel(app):
+    """Input function: the tender (our binary or the built upstream tree) and one app, for the configured provider."""
+
+    def inputs(wc):
+        if config["solo5"]["provider"] == "upstream":
+            base = SOLO5_UPSTREAM.format(arch=wc.arch)
+            return {"tender": f"{base}/tree", "guest": f"{base}/{app}.hvt"}
+        base = SOLO5_BUILTIN.format(arch=wc.arch)
+        return {"tender": f"{base}/tender", "guest": f"{base}/{app}.elf"}
+
+    return inputs
 
 
 def runnable_archs(experiment, platform):

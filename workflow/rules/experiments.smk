@@ -22,8 +22,7 @@ rule blk_host_run:
 
 rule blk_solo5_run:
     input:
-        tender=f"{SOLO5_BUILTIN}/tender",
-        guest=f"{SOLO5_BUILTIN}/blk_bench.elf",
+        unpack(solo5_unikernel("blk_bench")),
     output:
         row=f"{BLK_RAW}/row.json".replace("{platform}", "solo5-hvt"),
     log:
@@ -103,8 +102,7 @@ rule blk_qemu_run:
 
 rule net_solo5_run:
     input:
-        tender=f"{SOLO5_BUILTIN}/tender",
-        ping_serve=f"{SOLO5_BUILTIN}/ping_serve.elf",
+        unpack(solo5_unikernel("ping_serve")),
         icmp_bench=NATIVE_ICMP.format(arch=HOST_ARCH),
     output:
         rows=f"{NET_RAW}/rows.json".replace("{platform}", "solo5-hvt"),
@@ -118,6 +116,7 @@ rule net_solo5_run:
         packets=config["net"]["packets"],
         max_loss_pct=config["net"]["max_loss_pct"],
         provider=config["solo5"]["provider"],
+        mem_mb=config["solo5"]["mem_mb"],
     resources:
         quiet_machine=1,
     script:

@@ -55,3 +55,15 @@ rule debian_package:
         debian_arch=lambda wc: hostinfo.DEBIAN_ARCH[wc.arch],
     script:
         "../scripts/fetch_debian_package.py"
+
+
+rule solo5_upstream_source:
+    output:
+        tree=directory(SOLO5_UPSTREAM_SRC),
+        lock=SOLO5_UPSTREAM_LOCK,
+    log:
+        f"{LOGS}/solo5_upstream_source.log",
+    params:
+        source=config["solo5"]["upstream"],
+    script:
+        "../scripts/fetch_solo5_upstream.py"

@@ -9,10 +9,10 @@ sm = snakemake  # noqa: F821
 
 
 def body(log):
-    rows = net.solo5_rows(Path(sm.input.tender), Path(sm.input.ping_serve), Path(sm.input.icmp_bench),
-                          sm.wildcards.arch, sm.params.provider, list(sm.params.sizes), sm.params.reps,
-                          sm.params.packets, sm.params.max_loss_pct, Path(sm.output.rows).with_name("console.log"),
-                          log)
+    p = sm.params
+    rows = net.solo5_rows(Path(sm.input.tender), Path(sm.input.guest), Path(sm.input.icmp_bench), sm.wildcards.arch,
+                          p.provider, p.mem_mb, list(p.sizes), p.reps, p.packets, p.max_loss_pct,
+                          Path(sm.output.rows).with_name("console.log"), log)
     Path(sm.output.rows).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from . import hostinfo, loopdev, results
+from . import hostinfo, loopdev, results, solo5
 from .errors import PipelineError
 
 MIB = 1 << 20
@@ -24,16 +24,17 @@ def disk_bytes(reads: int, block_size: int) -> int:
     return max(MIB, -(-reads * block_size // MIB) * MIB)
 
 
-def run_on_loop(argv_for: Callable[[str], list[str]], reads: int, block_size: int, timeout_s: float,
-                log: IO[str]) -> str:
-    """Run argv_for(/dev/loopN) on a fresh loop device; its stdout, or a one-line error."""
+def run_on_loop(argv_for: Callable[[str], tuple[list[str], dict[str, str]]], reads: int, block_size: int,
+                timeout_s: float, log: IO[str]) -> str:
+    """Run argv_for(/dev/loopN) = (argv, extra env) on a fresh loop device; its stdout, or a one-line error."""
     with loopdev.terminate_as_exit(), loopdev.tmpfs_loop(disk_bytes(reads, block_size)) as dev:
-        argv = argv_for(dev)
+        argv, env = argv_for(dev)
         name = Path(argv[0]).name
-        log.write(f"$ {' '.join(argv)}\n")
+        log.write(f"$ {' '.join(f'{k}={v}' for k, v in env.items())} {' '.join(argv)}\n")
         log.flush()
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False,
+                                  env={**os.environ, **env})
         except subprocess.TimeoutExpired:
             raise PipelineError(
                 f"{name} on {dev} ran longer than blk.timeout_s={timeout_s}s; raise it or lower blk.reads"
@@ -47,7 +48,7 @@ def run_on_loop(argv_for: Callable[[str], list[str]], reads: int, block_size: in
 
 def host_row(bench: Path, arch: str, rep: int, reads: int, block_size: int, timeout_s: float,
              log: IO[str]) -> dict[str, Any]:
-    out = run_on_loop(lambda dev: [str(bench), dev, str(reads), str(block_size)],
+    out = run_on_loop(lambda dev: ([str(bench), dev, str(reads), str(block_size)], {}),
                       reads, block_size, timeout_s, log)
     result = results.parse_blk_result(out)
     # The whole timed loop is pread calls: the study's host row shows total = pread.
@@ -62,8 +63,8 @@ def solo5_row(tender: Path, guest: Path, arch: str, rep: int, reads: int, block_
     with tempfile.TemporaryDirectory(prefix="unikio-stats-") as tmp:
         stats = Path(tmp) / "pread.stats"
         out = run_on_loop(
-            lambda dev: [str(tender), f"--mem={mem_mb}", f"--block:storage={dev}", "--block-direct",
-                         f"--stats={stats}", str(guest), f"reads={reads}"],
+            lambda dev: solo5.tender_command(provider, tender, guest, mem_mb, block=dev, args=[f"reads={reads}"],
+                                             stats=stats),
             reads, block_size, timeout_s, log)
         pread = results.parse_pread_stats(stats.read_text(encoding="utf-8"))
     result = results.parse_blk_result(out)

@@ -41,8 +41,7 @@ class Combination:
         return f"{self.experiment}/{self.arch}/{self.platform}"
 
 
-def _decide(experiment: str, arch: str, platform: str, host: str, kvm: tuple[bool, str],
-            provider: str) -> Combination:
+def _decide(experiment: str, arch: str, platform: str, host: str, kvm: tuple[bool, str]) -> Combination:
     if platform in UNAVAILABLE_REASONS:
         return Combination(experiment, arch, platform, False, UNAVAILABLE_REASONS[platform])
     if platform not in IMPLEMENTED[experiment]:
@@ -59,10 +58,6 @@ def _decide(experiment: str, arch: str, platform: str, host: str, kvm: tuple[boo
         )
     if platform in NEEDS_KVM and not kvm[0]:
         return Combination(experiment, arch, platform, False, f"needs KVM: {kvm[1]}")
-    if platform == "solo5-hvt" and provider == "upstream":
-        return Combination(experiment, arch, platform, False,
-                           "the upstream Solo5 provider is not implemented in this pipeline version yet; "
-                           "set solo5.provider: builtin")
     return Combination(experiment, arch, platform, True)
 
 
@@ -75,7 +70,7 @@ def plan(config: dict[str, Any], host: str, kvm: tuple[bool, str]) -> list[Combi
     for experiment in ("blk", "net"):
         for arch in config["archs"]:
             for platform in config[experiment]["platforms"]:
-                combos.append(_decide(experiment, arch, platform, host, kvm, config["solo5"]["provider"]))
+                combos.append(_decide(experiment, arch, platform, host, kvm))
     return combos
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from . import guest, hostinfo, netns
+from . import guest, hostinfo, netns, solo5
 from .errors import PipelineError
 
 HOST_CIDR = "10.0.0.1/24"
@@ -57,13 +57,15 @@ def ping_all(ns: netns.NetNs, icmp_bench: Path, sizes: list[int], reps: int, pac
     return rows
 
 
-def solo5_rows(tender: Path, ping_serve: Path, icmp_bench: Path, arch: str, provider: str, sizes: list[int],
-               reps: int, packets: int, max_loss_pct: float, console_log: Path, log: IO[str]) -> list[dict[str, Any]]:
+def solo5_rows(tender: Path, ping_serve: Path, icmp_bench: Path, arch: str, provider: str, mem_mb: int,
+               sizes: list[int], reps: int, packets: int, max_loss_pct: float, console_log: Path,
+               log: IO[str]) -> list[dict[str, Any]]:
     """ping_serve on the tender, answering on the namespace's tap."""
     with netns.tap_namespace("unikio-net", HOST_CIDR) as ns, open(console_log, "w", encoding="utf-8") as console:
-        argv = [*ns.exec_prefix(), str(tender), f"--net:service={ns.tap}", str(ping_serve), f"ip={GUEST_IP}"]
+        argv, env = solo5.tender_command(provider, tender, ping_serve, mem_mb, net=ns.tap, args=[f"ip={GUEST_IP}"])
+        argv = [*ns.exec_prefix(), *argv]
         log.write("$ " + " ".join(argv) + "\n")
-        proc = subprocess.Popen(argv, stdout=console, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, stdout=console, stderr=subprocess.STDOUT, env={**os.environ, **env})
         try:
             rows = ping_all(ns, icmp_bench, sizes, reps, packets, max_loss_pct, log,
                             lambda rep, res: row(arch=arch, platform="solo5-hvt", provider=provider, accel="kvm",

@@ -64,6 +64,19 @@ PLATFORM = {"host-blk": "host", "tender-blk": "solo5-hvt", "tender-net": "solo5-
 # Allowance on top of the job's own limit for the boot and power-off under TCG.
 BOOT_ALLOWANCE_S = 90.0
 
+# Exit statuses of the job and of the programs it runs, for one-line errors.
+EXIT_DISK, EXIT_TAP, EXIT_TENDER_GONE, EXIT_TIMEOUT = 70, 71, 72, 124
+_JOB_STATUS = {
+    EXIT_DISK: "could not set up the tmpfs loop device",
+    EXIT_TAP: "could not set up the tap device",
+    EXIT_TIMEOUT: "the job ran past its time limit",
+}
+_STATUS = {
+    "tender-net": {3: "no ARP reply from ping_serve", 4: "more packet loss than net.max_loss_pct",
+                   EXIT_TENDER_GONE: "the tender exited early"},
+    "tender-blk": {255: "guest fault or abort"},
+}
+
 _MARK = re.compile(r"^TB-(BEGIN|END) kind=(\S+)((?: \w+=\S+)*)\s*$")
 _KEYVAL = re.compile(r"(\w+)=(\S+)")
 
@@ -195,7 +208,7 @@ mount -t tmpfs tmpfs /tmp
 begin() {{ echo "TB-BEGIN kind=$1 rep=$2${{3:+ size=$3}}"; }}
 end() {{ echo "TB-END kind=$1 rep=$2${{4:+ size=$4}} status=$3"; }}
 cleanup() {{
-    [ -n "${{tpid:-}}" ] && kill "$tpid" 2>/dev/null && wait "$tpid" 2>/dev/null
+    [ -n "${{tpid:-}}" ] && kill -9 "$tpid" 2>/dev/null && wait "$tpid" 2>/dev/null
     losetup -d {LOOP_DEV} 2>/dev/null
     umount {DISK_DIR} 2>/dev/null
     ip link delete {TAP} 2>/dev/null
@@ -219,7 +232,7 @@ def host_blk_fragment(reads: int, block_size: int, reps: int) -> str:
     _positive(reads=reads, block_size=block_size, reps=reps)
     return f"""\
 for rep in $(seq 1 {reps}); do
-    mkdisk {_disk_mib(reads, block_size)} || exit 70
+    mkdisk {_disk_mib(reads, block_size)} || exit {EXIT_DISK}
     begin host-blk $rep
     /{BIN["blk_bench"]} {LOOP_DEV} {reads} {block_size} 2>&1
     rc=$?
@@ -235,13 +248,14 @@ def tender_blk_fragment(reads: int, block_size: int, reps: int, mem_mb: int) -> 
     _positive(reads=reads, block_size=block_size, reps=reps, mem_mb=mem_mb)
     return f"""\
 for rep in $(seq 1 {reps}); do
-    mkdisk {_disk_mib(reads, block_size)} || exit 70
+    mkdisk {_disk_mib(reads, block_size)} || exit {EXIT_DISK}
     rm -f /tmp/pread.stats
     begin tender-blk $rep
     /{BIN["tender"]} --mem={mem_mb} --block:storage={LOOP_DEV} --block-direct --stats=/tmp/pread.stats \\
         /{BIN["blk_bench.elf"]} reads={reads} 2>&1
     rc=$?
-    cat /tmp/pread.stats 2>&1
+    # Missing stats show up as a parse error; a failing tender says why itself.
+    cat /tmp/pread.stats 2>/dev/null
     end tender-blk $rep $rc
     rmdisk
     [ $rc -eq 0 ] || exit $rc
@@ -275,9 +289,9 @@ def tender_net_fragment(sizes: Sequence[int], reps: int, packets: int, max_loss_
     size_words = " ".join(str(s) for s in sizes)
     return f"""\
 # A persistent tap, so the address is set before the tender attaches to it.
-tunctl -t {TAP} >/dev/null || exit 71
-ip addr add {net.HOST_CIDR} dev {TAP} || exit 71
-ip link set {TAP} up || exit 71
+tunctl -t {TAP} >/dev/null || exit {EXIT_TAP}
+ip addr add {net.HOST_CIDR} dev {TAP} || exit {EXIT_TAP}
+ip link set {TAP} up || exit {EXIT_TAP}
 /{BIN["tender"]} --mem={mem_mb} --net:service={TAP} /{BIN["ping_serve.elf"]} ip={net.GUEST_IP} \\
     >/tmp/tender-net.log 2>&1 &
 tpid=$!
@@ -289,13 +303,17 @@ for size in {size_words}; do
                 --count {packets} --max-loss-pct {float(max_loss_pct):g} 2>&1
             rc=$?
         else
-            echo "the tender exited early:"; sed 's/^/tender: /' /tmp/tender-net.log; rc=72
+            echo "the tender exited early:"; sed 's/^/tender: /' /tmp/tender-net.log; rc={EXIT_TENDER_GONE}
         fi
         end tender-net $rep $rc $size
         [ $rc -eq 0 ] || exit $rc
     done
 done
-kill $tpid; wait $tpid; tpid=
+# SIGTERM lets the tender exit cleanly; SIGKILL if it does not within 10 s.
+kill $tpid
+( sleep 10; kill -9 $tpid ) >/dev/null 2>&1 &
+wait $tpid; tpid=
+sed 's/^/tender: /' /tmp/tender-net.log
 """
 
 
@@ -354,8 +372,8 @@ def parse_segments(lines: Sequence[str]) -> list[Segment]:
                 raise ValueError(f"TB-BEGIN {kind} inside the unfinished {current[0]} measurement")
             current = (kind, keys, [])
             continue
-        if current is None or current[0] != kind or any(current[1].get(k) != v for k, v in current[1].items()
-                                                        if k in keys):
+        # The END must close the open measurement: same kind, rep and size.
+        if current is None or current[0] != kind or any(keys.get(k) != v for k, v in current[1].items()):
             raise ValueError(f"unmatched marker line: {line.strip()!r}")
         segments.append(_segment(kind, {**current[1], **keys}, current[2], int(keys.get("status", "-1"))))
         current = None
@@ -371,16 +389,22 @@ def _segment(kind: str, keys: Mapping[str, str], lines: list[str], status: int) 
 
 
 def _last_message(seg: Segment) -> str:
-    for line in reversed(seg.lines):
-        if line.strip() and not line.startswith(("RESULT ", "pread_calls=")):
-            return line.strip()
-    return "no message"
+    lines = [ln.strip() for ln in seg.lines if ln.strip()]
+    # A program's own complaint says more than its result line.
+    for line in reversed(lines):
+        if not line.startswith(("RESULT ", "pread_calls=")):
+            return line
+    return lines[-1] if lines else "no message"
 
 
 def _check(seg: Segment, console_log: Path | str) -> None:
     if seg.status == 0:
         return
-    why = "was cut short (job killed or timed out)" if seg.status < 0 else f"exited with status {seg.status}"
+    if seg.status < 0:
+        why = "was cut short (job killed or timed out)"
+    else:
+        meaning = _STATUS.get(seg.kind, {}).get(seg.status)
+        why = f"exited with status {seg.status}" + (f" ({meaning})" if meaning else "")
     raise TestbedError(f"testbed {seg.label()} {why}: {_last_message(seg)} (console log: {console_log})")
 
 
@@ -523,7 +547,9 @@ def run_job(testbed: Testbed, script: str, work_dir: Path, console_log: Path, ti
         _check(seg, console_log)
     if res.status != 0:
         tail = next((ln.strip() for ln in reversed(res.lines) if ln.strip()), "no output")
-        raise TestbedError(f"testbed job exited with status {res.status}: {tail} (console log: {console_log})")
+        meaning = _JOB_STATUS.get(res.status)
+        raise TestbedError(f"testbed job exited with status {res.status}" + (f" ({meaning})" if meaning else "")
+                           + f": {tail} (console log: {console_log})")
     return TestbedRun(segments=segments, boot_s=res.boot_s, total_s=res.total_s, console_log=Path(console_log),
                       lines=res.lines)
 
