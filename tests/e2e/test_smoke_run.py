@@ -42,15 +42,22 @@ def read_runs(project):
 def test_tidy_csv_follows_the_contract(project):
     df = read_runs(project)
     assert list(df.columns) == results.BLK_COLUMNS
-    expected = {(HOST_ARCH, "host"), (HOST_ARCH, "qemu-linux-smp"), (HOST_ARCH, "qemu-linux-1core"),
-                (OTHER_ARCH, "qemu-linux-smp"), (OTHER_ARCH, "qemu-linux-1core")}
+    expected = {(HOST_ARCH, "host", "native"), (HOST_ARCH, "qemu-linux-smp", "native"),
+                (HOST_ARCH, "qemu-linux-1core", "native"), (OTHER_ARCH, "qemu-linux-smp", "native"),
+                (OTHER_ARCH, "qemu-linux-1core", "native")}
     if KVM_USABLE:
-        expected.add((HOST_ARCH, "solo5-hvt"))
-    assert set(zip(df["arch"], df["platform"], strict=True)) == expected
+        expected.add((HOST_ARCH, "solo5-hvt", "native"))
+    if HOST_ARCH == "x86_64":  # the aarch64 host side runs in the emulated testbed
+        expected |= {("aarch64", "host", "emulated"), ("aarch64", "solo5-hvt", "emulated")}
+    assert set(zip(df["arch"], df["platform"], df["testbed"], strict=True)) == expected
     assert (df["reads"] == 2000).all() and (df["block_size"] == 512).all()
-    assert set(df["testbed"]) == {"native"}
-    for (arch, platform_name), g in df.groupby(["arch", "platform"]):
+    for (arch, platform_name, testbed), g in df.groupby(["arch", "platform", "testbed"]):
         assert sorted(g["rep"]) == [1, 2, 3], platform_name  # smoke: 3 repetitions
+        if testbed == "emulated":
+            raw = project / f"results/raw/blk/{arch}/{platform_name}/testbed"
+            assert (raw / "benchmark.tsv").is_file()
+            assert (raw / "console.log").read_text(errors="replace").count("RESULT blk reads=2000") == 3
+            continue
         for rep in (1, 2, 3):
             raw = project / f"results/raw/blk/{arch}/{platform_name}/rep{rep}"
             assert (raw / "benchmark.tsv").is_file()
@@ -59,6 +66,25 @@ def test_tidy_csv_follows_the_contract(project):
     host = df[df["platform"] == "host"]
     assert (host["accel"] == "none").all()
     assert (host["total_ns"] > 0).all() and (host["pread_ns"] == host["total_ns"]).all()
+
+
+def test_emulated_testbed_rows_are_marked_and_separate(project):
+    if HOST_ARCH != "x86_64":
+        pytest.skip("the emulated aarch64 testbed is used on x86_64 hosts only")
+    df = read_runs(project)
+    emulated = df[df["testbed"] == "emulated"]
+    assert set(emulated["arch"]) == {"aarch64"}
+    tender = emulated[emulated["platform"] == "solo5-hvt"]
+    assert (tender["accel"] == "kvm").all() and (tender["provider"] == "builtin").all()
+    assert ((0 < tender["pread_ns"]) & (tender["pread_ns"] < tender["total_ns"])).all()
+    table = pd.read_csv(project / "results/tables/blk_aarch64.csv", keep_default_na=False)
+    rows = table[table["testbed"] == "emulated"]
+    assert len(rows) == 2 and rows["note"].str.contains("not a performance result").all()
+    assert list(table["testbed"]).index("emulated") > list(table["testbed"]).index("native")
+    floor = json.loads((project / "results/raw/floor/aarch64/floor.json").read_text())
+    assert floor["n"] == 20000 and floor["total_ns"] > 0
+    net_rows = pd.read_csv(project / "results/data/net_runs.csv", keep_default_na=False)
+    assert len(net_rows[(net_rows["arch"] == "aarch64") & (net_rows["testbed"] == "emulated")]) == 4
 
 
 def test_linux_guest_rows_have_the_pread_breakdown_and_true_accel(project):
@@ -94,7 +120,8 @@ def test_network_rows_from_real_packets(project):
     df = pd.read_csv(project / "results/data/net_runs.csv", keep_default_na=False, na_values=[""])
     assert list(df.columns) == results.NET_COLUMNS
     expected = {(HOST_ARCH, "qemu-linux"), (OTHER_ARCH, "qemu-linux")} | (
-        {(HOST_ARCH, "solo5-hvt")} if KVM_USABLE else set())
+        {(HOST_ARCH, "solo5-hvt")} if KVM_USABLE else set()) | (
+        {("aarch64", "solo5-hvt")} if HOST_ARCH == "x86_64" else set())
     assert set(zip(df["arch"], df["platform"], strict=True)) == expected
     for _, g in df.groupby(["arch", "platform"]):
         assert sorted(zip(g["data_bytes"], g["rep"], strict=True)) == [(1, 1), (1, 2), (1472, 1), (1472, 2)]
@@ -133,8 +160,11 @@ def test_tables_and_figures_for_every_arch(project):
     assert host["runs"] == 3 and host["total_ms"] > 0 and host["us_per_read"] > 0
     reference_host = {"x86_64": "carbon-x1", "aarch64": "zcu102"}[HOST_ARCH]
     assert host[f"ratio_{reference_host}"] > 0
-    other = pd.read_csv(project / f"results/tables/blk_{OTHER_ARCH}.csv")
-    assert other[other["platform"] == "host"].iloc[0]["note"].startswith("not measured: needs an")
+    other = pd.read_csv(project / f"results/tables/blk_{OTHER_ARCH}.csv", keep_default_na=False)
+    if HOST_ARCH == "x86_64":
+        assert set(other["testbed"]) == {"native", "emulated"}
+    else:  # no testbed can host x86_64
+        assert other[other["platform"] == "host"].iloc[0]["note"].startswith("not measured: needs an")
 
 
 def test_provenance_and_source_lock(project):
@@ -183,7 +213,8 @@ def test_second_run_has_nothing_to_do(project):
 # What depends on the QEMU build: the binaries, the probes and every Linux-guest row.
 QEMU_CHAIN = {"qemu_source_patched", "qemu_build", "qemu_binaries", "kvm_probe", "blk_qemu_run", "blk_runs_csv",
               "blk_table", "blk_figure", "net_qemu_run", "net_runs_csv", "net_table", "net_figure", "provenance",
-              "all"} | ({"overhead_table"} if KVM_USABLE else set())
+              "all", "overhead_table"} | (
+    {"testbed_run", "testbed_exit_floor_run"} if HOST_ARCH == "x86_64" else set())
 
 
 def test_patch_edit_reruns_only_the_qemu_chain(project):
@@ -208,10 +239,12 @@ def test_changing_reads_reruns_measurements_and_aggregation_only(project):
     assert jobs.get("blk_host_run") == 3
     assert jobs.get("blk_solo5_run", 0) == (3 if KVM_USABLE else 0)
     assert jobs.get("blk_qemu_run") == 12  # 2 archs x 2 variants x 3 repetitions
-    assert not {"net_qemu_run", "net_solo5_run", "net_runs_csv"} & set(jobs), jobs
+    assert not {"net_qemu_run", "net_solo5_run", "net_runs_csv", "testbed_exit_floor_run"} & set(jobs), jobs
+    assert jobs.get("testbed_run", 0) == (2 if HOST_ARCH == "x86_64" else 0)  # blk host and solo5-hvt
     assert {"blk_runs_csv", "blk_table", "blk_figure"} <= set(jobs)
     builds = {"qemu_build", "qemu_binaries", "qemu_source_patched", "native_bench", "solo5_builtin", "apt_index",
-              "guest_init", "guest_initramfs", "debian_package", "debian_package_tree", "kvm_probe"}
+              "guest_init", "guest_initramfs", "debian_package", "debian_package_tree", "kvm_probe",
+              "testbed_initramfs"}
     assert not builds & set(jobs), jobs
 
 

@@ -15,13 +15,29 @@ def by_label(combos):
     return {c.label: c for c in combos}
 
 
-@pytest.mark.parametrize("host,native,foreign", [("x86_64", "x86_64", "aarch64"),
-                                                 ("aarch64", "aarch64", "x86_64")])
-def test_host_row_runs_only_on_its_own_arch(host, native, foreign):
-    combos = by_label(matrix.plan(CONFIG, host, KVM))
-    assert combos[f"blk/{native}/host"].runnable
-    skipped = combos[f"blk/{foreign}/host"]
-    assert not skipped.runnable and foreign in skipped.reason
+def test_aarch64_host_side_runs_in_the_emulated_testbed_on_x86_64():
+    combos = by_label(matrix.plan(CONFIG, "x86_64", KVM))
+    assert combos["blk/x86_64/host"].runnable and combos["blk/x86_64/host"].testbed == "native"
+    for label in ("blk/aarch64/host", "blk/aarch64/solo5-hvt"):
+        assert combos[label].runnable and combos[label].testbed == "emulated", label
+    # The Linux guest of the other arch is emulated directly, not in the testbed.
+    assert combos["blk/aarch64/qemu-linux-smp"].testbed == "native"
+
+
+def test_native_aarch64_host_runs_its_own_arch_natively_and_cannot_host_x86_64():
+    combos = by_label(matrix.plan(CONFIG, "aarch64", KVM))
+    for label in ("blk/aarch64/host", "blk/aarch64/solo5-hvt"):
+        assert combos[label].runnable and combos[label].testbed == "native", label
+    assert not combos["blk/x86_64/host"].runnable and "x86_64 host" in combos["blk/x86_64/host"].reason
+    assert combos["blk/x86_64/qemu-linux-smp"].runnable  # TCG
+
+
+def test_upstream_provider_has_no_testbed_build():
+    config = {**CONFIG, "solo5": {"provider": "upstream"}}
+    combos = by_label(matrix.plan(config, "x86_64", KVM))
+    assert combos["blk/x86_64/solo5-hvt"].runnable
+    skipped = combos["blk/aarch64/solo5-hvt"]
+    assert not skipped.runnable and "solo5.provider" in skipped.reason
 
 
 def test_unimplemented_and_unavailable_platforms_say_why():
@@ -33,7 +49,8 @@ def test_unimplemented_and_unavailable_platforms_say_why():
 def test_runnable_filters_by_experiment():
     combos = matrix.plan(CONFIG, "x86_64", KVM)
     assert [c.label for c in matrix.runnable(combos, "blk")] == [
-        "blk/x86_64/host", "blk/x86_64/solo5-hvt", "blk/x86_64/qemu-linux-smp", "blk/aarch64/qemu-linux-smp"]
+        "blk/x86_64/host", "blk/x86_64/solo5-hvt", "blk/x86_64/qemu-linux-smp",
+        "blk/aarch64/host", "blk/aarch64/solo5-hvt", "blk/aarch64/qemu-linux-smp"]
     assert matrix.runnable(combos, "net") == []
 
 

@@ -120,6 +120,7 @@ rule guest_initramfs:
     log:
         f"{LOGS}/guest_initramfs_{{arch}}.log",
     params:
+        code=unikio_code("initramfs"),
         modules=list(initramfs.DEFAULT_MODULES),
     resources:
         quiet_machine=1,
@@ -139,7 +140,30 @@ rule solo5_upstream:
         ping_serve=f"{SOLO5_UPSTREAM}/ping_serve.hvt",
     log:
         f"{LOGS}/solo5_upstream_{{arch}}.log",
+    params:
+        code=unikio_code("solo5upstream", "patching"),
     resources:
         quiet_machine=1,
     script:
         "../scripts/build_solo5_upstream.py"
+
+
+rule testbed_initramfs:
+    input:
+        kernel=DEBIAN_TREE.replace("{name}", "kernel"),
+        busybox=DEBIAN_TREE.replace("{name}", "busybox"),
+        init=f"{GUEST_BUILD}/init",
+        native=[NATIVE_BENCH, NATIVE_ICMP],
+        solo5=multiext(f"{SOLO5_BUILTIN}/", "tender", "kvm_exit_floor", "blk_bench.elf", "ping_serve.elf"),
+    output:
+        TESTBED_BASE,
+    log:
+        f"{LOGS}/testbed_initramfs_{{arch}}.log",
+    wildcard_constraints:
+        arch=EMULATED_ARCH_RE,
+    params:
+        code=unikio_code("testbed", "initramfs"),
+    resources:
+        quiet_machine=1,
+    script:
+        "../scripts/make_testbed_initramfs.py"

@@ -1,4 +1,5 @@
 # Configuration checks, the run plan and the paths of the output contract.
+import hashlib
 import sys
 from pathlib import Path
 
@@ -48,6 +49,13 @@ DEBIAN_DEB = "results/sources/{name}-{arch}/package.deb"
 DEBIAN_TREE = "results/build/{name}-{arch}/tree"
 GUEST_BUILD = "results/build/guest/{arch}"
 PROBE = "results/raw/probe/{arch}/verdict.json"
+TESTBED_BASE = "results/build/testbed/{arch}/base.cpio.gz"
+BLK_TESTBED = "results/raw/blk/{arch}/{platform}/testbed"
+NET_TESTBED = "results/raw/net/{arch}/{platform}/testbed"
+# Archs whose host-side rows run in the emulated testbed on this host; a
+# pattern that matches nothing when there is none.
+EMULATED_ARCHS = sorted({c.arch for c in PLAN if c.runnable and c.testbed == "emulated"})
+EMULATED_ARCH_RE = "|".join(EMULATED_ARCHS) or "(?!)"
 FLOOR = "results/raw/floor/{arch}/floor.json"
 OVERHEAD_TABLE = "results/tables/overhead_{arch}.{ext}"
 BLK_RAW = "results/raw/blk/{arch}/{platform}/rep{rep}"
@@ -64,13 +72,30 @@ PROVENANCE = "results/provenance.json"
 LOGS = "results/logs"
 
 
+def unikio_code(*modules):
+    """A param that changes when these modules of workflow/scripts/unikio change.
+
+    Snakemake reruns a job when its script changes, not when a module the
+    script imports does; this param closes that gap.
+    """
+    h = hashlib.sha256()
+    for name in sorted(modules):
+        h.update((Path(workflow.basedir) / "workflow/scripts/unikio" / f"{name}.py").read_bytes())
+    return h.hexdigest()[:16]
+
+
 def blk_row_paths():
-    """Row files of every runnable block combination and repetition."""
-    return [
-        f"{BLK_RAW.format(arch=c.arch, platform=c.platform, rep=rep)}/row.json"
-        for c in matrix.runnable(PLAN, "blk")
-        for rep in range(1, config["blk"]["repetitions"] + 1)
-    ]
+    """Row files of every runnable block combination: one per repetition natively, one per testbed boot."""
+    paths = []
+    for c in matrix.runnable(PLAN, "blk"):
+        if c.testbed == "emulated":
+            paths.append(f"{BLK_TESTBED.format(arch=c.arch, platform=c.platform)}/rows.json")
+        else:
+            paths += [
+                f"{BLK_RAW.format(arch=c.arch, platform=c.platform, rep=rep)}/row.json"
+                for rep in range(1, config["blk"]["repetitions"] + 1)
+            ]
+    return paths
 
 
 def debian_package(name, arch):
@@ -102,7 +127,7 @@ def runnable_archs(experiment, platform):
 def net_row_paths():
     """Row files of every runnable network combination (one job covers all sizes and repetitions)."""
     return [
-        f"{NET_RAW.format(arch=c.arch, platform=c.platform)}/rows.json"
+        f"{(NET_TESTBED if c.testbed == 'emulated' else NET_RAW).format(arch=c.arch, platform=c.platform)}/rows.json"
         for c in matrix.runnable(PLAN, "net")
     ]
 

@@ -11,6 +11,7 @@ rule blk_host_run:
     benchmark:
         f"{BLK_RAW}/benchmark.tsv".replace("{platform}", "host")
     params:
+        code=unikio_code("blk", "loopdev", "results"),
         reads=config["blk"]["reads"],
         block_size=config["blk"]["block_size"],
         timeout_s=config["blk"]["timeout_s"],
@@ -30,6 +31,7 @@ rule blk_solo5_run:
     benchmark:
         f"{BLK_RAW}/benchmark.tsv".replace("{platform}", "solo5-hvt")
     params:
+        code=unikio_code("blk", "loopdev", "results", "solo5", "solo5upstream"),
         reads=config["blk"]["reads"],
         block_size=config["blk"]["block_size"],
         timeout_s=config["blk"]["timeout_s"],
@@ -46,9 +48,12 @@ rule kvm_exit_floor_run:
         floor=f"{SOLO5_BUILTIN}/kvm_exit_floor",
     output:
         FLOOR,
+    wildcard_constraints:
+        arch=HOST_ARCH,
     log:
         FLOOR.replace("floor.json", "run.log"),
     params:
+        code=unikio_code("blk", "results"),
         exits=config["solo5"]["floor_exits"],
         timeout_s=config["blk"]["timeout_s"],
     resources:
@@ -67,6 +72,7 @@ rule kvm_probe:
     log:
         PROBE.replace("verdict.json", "console.log"),
     params:
+        code=unikio_code("guest"),
         policy=config["accel"],
         timeout_s=config["guest"]["kvm_probe_timeout_s"],
     resources:
@@ -90,6 +96,7 @@ rule blk_qemu_run:
     wildcard_constraints:
         platform="qemu-linux-smp|qemu-linux-1core",
     params:
+        code=unikio_code("blk", "guest", "loopdev", "results"),
         reads=config["blk"]["reads"],
         block_size=config["blk"]["block_size"],
         memory_mb=config["guest"]["memory_mb"],
@@ -111,6 +118,7 @@ rule net_solo5_run:
     benchmark:
         f"{NET_RAW}/benchmark.tsv".replace("{platform}", "solo5-hvt")
     params:
+        code=unikio_code("net", "netns", "solo5", "solo5upstream"),
         sizes=config["net"]["sizes"],
         reps=config["net"]["repetitions"],
         packets=config["net"]["packets"],
@@ -137,6 +145,7 @@ rule net_qemu_run:
     benchmark:
         f"{NET_RAW}/benchmark.tsv".replace("{platform}", "qemu-linux")
     params:
+        code=unikio_code("net", "netns", "guest"),
         sizes=config["net"]["sizes"],
         reps=config["net"]["repetitions"],
         packets=config["net"]["packets"],
@@ -147,3 +156,56 @@ rule net_qemu_run:
         quiet_machine=1,
     script:
         "../scripts/run_net_qemu.py"
+
+
+# The emulated aarch64 host: one boot runs every repetition (and data size) of
+# a row, since a testbed boot costs seconds and the rows share nothing.
+
+
+rule testbed_run:
+    input:
+        qemu=QEMU_BIN,
+        kernel=DEBIAN_TREE.replace("{name}", "kernel"),
+        base=TESTBED_BASE,
+    output:
+        rows="results/raw/{experiment}/{arch}/{platform}/testbed/rows.json",
+    log:
+        "results/raw/{experiment}/{arch}/{platform}/testbed/run.log",
+    benchmark:
+        "results/raw/{experiment}/{arch}/{platform}/testbed/benchmark.tsv"
+    wildcard_constraints:
+        experiment="blk|net",
+        arch=EMULATED_ARCH_RE,
+        platform="host|solo5-hvt",
+    params:
+        code=unikio_code("testbed", "guest", "results"),
+        # Only this row's experiment: a blk change must not rerun the net boot.
+        settings=lambda wc: config[wc.experiment],
+        testbed=config["testbed"],
+        mem_mb=config["solo5"]["mem_mb"],
+        provider=config["solo5"]["provider"],
+    resources:
+        quiet_machine=1,
+    script:
+        "../scripts/run_testbed.py"
+
+
+rule testbed_exit_floor_run:
+    input:
+        qemu=QEMU_BIN,
+        kernel=DEBIAN_TREE.replace("{name}", "kernel"),
+        base=TESTBED_BASE,
+    output:
+        FLOOR,
+    log:
+        FLOOR.replace("floor.json", "run.log"),
+    wildcard_constraints:
+        arch=EMULATED_ARCH_RE,
+    params:
+        code=unikio_code("testbed", "guest", "results"),
+        exits=config["solo5"]["floor_exits"],
+        testbed=config["testbed"],
+    resources:
+        quiet_machine=1,
+    script:
+        "../scripts/run_testbed.py"

@@ -1,6 +1,10 @@
 # Sources: Debian packages through a private apt state, or a verified tarball.
 
 
+# The QEMU chain has no code= param: its outputs are checked by the lock file,
+# and a param upstream of qemu_build would change its between-workflow cache key.
+
+
 rule apt_index:
     output:
         directory(APT_INDEX),
@@ -49,6 +53,7 @@ rule debian_package:
     log:
         f"{LOGS}/debian_package_{{name}}_{{arch}}.log",
     params:
+        code=unikio_code("aptsrc"),
         package=lambda wc: debian_package(wc.name, wc.arch)[0],
         version=lambda wc: debian_package(wc.name, wc.arch)[1],
         key=lambda wc: debian_package(wc.name, wc.arch)[2],
@@ -64,6 +69,7 @@ rule solo5_upstream_source:
     log:
         f"{LOGS}/solo5_upstream_source.log",
     params:
+        code=unikio_code("solo5upstream"),
         source=config["solo5"]["upstream"],
     script:
         "../scripts/fetch_solo5_upstream.py"

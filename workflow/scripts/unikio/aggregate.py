@@ -78,9 +78,16 @@ def blk_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str,
                     rec["us_per_read"] / (orig_ms * 1e3 / STUDY_READS) if comparable and len(orig) else float("nan")
                 )
             records.append(rec)
-    table = pd.DataFrame.from_records(records)
-    ordered = [c for c in BLK_TABLE_COLUMNS if c in table.columns]
-    return table[ordered + [c for c in table.columns if c not in ordered]]
+    return _ordered(pd.DataFrame.from_records(records), BLK_TABLE_COLUMNS)
+
+
+def _ordered(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Contract columns first; rows measured in the emulated testbed after the others."""
+    first = [c for c in columns if c in table.columns]
+    table = table[first + [c for c in table.columns if c not in first]]
+    if "testbed" in table:
+        table = table.sort_values("testbed", key=lambda t: t.eq("emulated"), kind="stable").reset_index(drop=True)
+    return table
 
 
 def write_table(table: pd.DataFrame, stem: Path, caption: str) -> None:
@@ -95,60 +102,73 @@ def write_table(table: pd.DataFrame, stem: Path, caption: str) -> None:
     )
 
 
-def blk_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Path) -> None:
-    """Stacked bars (pread vs guest+monitor, µs per read): ours beside the study's."""
+def _our_panels(table: pd.DataFrame, value_col: str) -> list[tuple[str, pd.DataFrame]]:
+    """Our measured rows split into native and emulated-testbed panels (never one axis)."""
+    measured = table[table[value_col].notna()] if value_col in table else table.iloc[0:0]
+    emulated = measured["testbed"].eq("emulated")
+    panels = [("this pipeline: native", measured[~emulated]),
+              ("this pipeline: emulated testbed\n(not performance results)", measured[emulated])]
+    return [(title, rows) for title, rows in panels if len(rows)] or [("this pipeline", measured)]
+
+
+def _figure(n_ours: int, n_ref: int, width: float):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, axes = plt.subplots(1, n_ours + n_ref, figsize=(width * (n_ours + n_ref) + 0.5, 4), squeeze=False)
+    return fig, list(axes[0])
+
+
+def blk_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Path) -> None:
+    """Stacked bars (pread vs guest+monitor, µs per read): ours beside the study's."""
     ref = reference[reference["arch"] == arch]
     ref_hosts = list(dict.fromkeys(ref["host"]))
     table = table.assign(note=table["note"].fillna("").astype(str))
-    fig, axes = plt.subplots(1, 1 + len(ref_hosts), figsize=(4 + 3.5 * len(ref_hosts), 4), squeeze=False)
-    ax = axes[0][0]
-    measured = table[table["us_per_read"].notna()] if "us_per_read" in table else table.iloc[0:0]
-    if len(measured):
-        labels, pread, rest, emulated = [], [], [], []
-        for _, r in measured.iterrows():
-            emu = bool(r["note"])
-            labels.append(r["platform"] + ("\n[" + r["accel"] + ", emulated]" if emu else ""))
-            per_read = r["us_per_read"] / r["total_ms"] if r["total_ms"] else 0.0
-            pread.append(r["pread_ms"] * per_read)
-            rest.append(r["guest_monitor_ms"] * per_read)
-            emulated.append(emu)
-        x = range(len(labels))
-        hatch = ["//" if e else "" for e in emulated]
-        ax.bar(x, pread, label="pread syscall", color="#4c72b0", hatch=hatch)
-        ax.bar(x, rest, bottom=pread, label="guest + monitor", color="#dd8452", hatch=hatch)
-        ax.set_xticks(list(x), labels, rotation=20, ha="right", fontsize=8)
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
-    ax.set_title(f"this pipeline ({arch})", fontsize=10)
-    ax.set_ylabel("µs per read")
-    for ax, host in zip(axes[0][1:], ref_hosts, strict=False):
+    panels = _our_panels(table, "us_per_read")
+    fig, axes = _figure(len(panels), len(ref_hosts), 3.8)
+    for ax, (title, rows) in zip(axes, panels, strict=False):
+        if rows.empty:
+            ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
+        else:
+            per_read = rows["us_per_read"] / rows["total_ms"]
+            pread, rest = rows["pread_ms"] * per_read, rows["guest_monitor_ms"] * per_read
+            emulated = rows["note"].str.startswith("emulated")
+            labels = [p + (f"\n[{a}, emulated]" if e else "")
+                      for p, a, e in zip(rows["platform"], rows["accel"], emulated, strict=True)]
+            hatch = ["//" if e else "" for e in emulated]
+            x = list(range(len(rows)))
+            ax.bar(x, pread, label="pread syscall", color="#4c72b0", hatch=hatch)
+            ax.bar(x, rest, bottom=pread, label="guest + monitor", color="#dd8452", hatch=hatch)
+            ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
+            ax.legend(fontsize=8)
+        ax.set_title(title, fontsize=9)
+    axes[0].set_ylabel("µs per read")
+    for ax, host in zip(axes[len(panels):], ref_hosts, strict=True):
         rows = ref[ref["host"] == host]
-        x = range(len(rows))
+        x = list(range(len(rows)))
         pread = rows["pread_syscall_ms"] * 1e3 / STUDY_READS
         rest = rows["guest_plus_monitor_ms"].fillna(0) * 1e3 / STUDY_READS
         ax.bar(x, pread, color="#4c72b0")
         ax.bar(x, rest, bottom=pread, color="#dd8452")
-        ax.set_xticks(list(x), list(rows["platform"]), rotation=20, ha="right", fontsize=8)
-        ax.set_title(f"original study: {host}", fontsize=10)
+        ax.set_xticks(x, list(rows["platform"]), rotation=20, ha="right", fontsize=8)
+        ax.set_title(f"original study: {host}", fontsize=9)
     _finish(fig, table, f"Block reads ({arch}): time per {STUDY_BLOCK_SIZE}-byte O_DIRECT read", stem)
 
 
 def overhead_table(runs: pd.DataFrame, arch: str, floor: dict[str, int]) -> pd.DataFrame:
     """Per platform: ns per read (total, pread, the rest) and that rest over the exit floor."""
     floor_ns = floor["total_ns"] / floor["n"]
-    ours = runs[runs["arch"] == arch]
+    # The floor is measured where the tender runs: compare the tender and the host's own pread, not TCG guests.
+    ours = runs[(runs["arch"] == arch) & runs["platform"].isin(["host", "solo5-hvt"])]
     records = []
-    for (platform, provider, accel), g in ours.groupby(["platform", "provider", "accel"], dropna=False):
+    for (platform, provider, accel, testbed), g in ours.groupby(["platform", "provider", "accel", "testbed"],
+                                                                dropna=False):
         total = (g["total_ns"] / g["reads"]).mean()
         pread = (g["pread_ns"] / g["reads"]).mean()
         rec = {"platform": _label(platform, provider if isinstance(provider, str) else ""), "accel": accel,
-               "runs": len(g), "total_ns_per_read": total, "pread_ns_per_read": pread,
+               "testbed": testbed, "runs": len(g), "total_ns_per_read": total, "pread_ns_per_read": pread,
                "overhead_ns_per_read": total - pread, "exit_floor_ns": floor_ns,
                "overhead_over_floor": (total - pread) / floor_ns if platform != "host" else float("nan")}
         records.append(rec)
@@ -181,9 +201,7 @@ def net_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str, platforms:
                 rec[f"{host}_pps"] = orig_pps
                 rec[f"ratio_{host}"] = rec["pps"] / orig_pps if len(orig) else float("nan")
             records.append(rec)
-    table = pd.DataFrame.from_records(records)
-    ordered = [c for c in NET_TABLE_COLUMNS if c in table.columns]
-    return table[ordered + [c for c in table.columns if c not in ordered]]
+    return _ordered(pd.DataFrame.from_records(records), NET_TABLE_COLUMNS)
 
 
 NET_TABLE_COLUMNS = ["platform", "accel", "testbed", "data_bytes", "runs", "packets", "pps", "pps_sd", "avg_rtt_us",
@@ -192,42 +210,37 @@ NET_TABLE_COLUMNS = ["platform", "accel", "testbed", "data_bytes", "runs", "pack
 
 def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Path) -> None:
     """Grouped bars (pps per data size, one bar per platform): ours beside the study's."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ref = reference[reference["arch"] == arch]
     ref_hosts = list(dict.fromkeys(ref["host"]))
-    fig, axes = plt.subplots(1, 1 + len(ref_hosts), figsize=(4.5 + 4 * len(ref_hosts), 4), squeeze=False)
+    table = table.assign(note=table["note"].fillna("").astype(str))
+    panels = _our_panels(table, "pps")
+    fig, axes = _figure(len(panels), len(ref_hosts), 4.2)
 
-    def grouped(ax, frame: pd.DataFrame, label_col: str, size_col: str, value_col: str, hatch_of) -> None:
+    def grouped(ax, frame: pd.DataFrame, label_col: str, size_col: str, value_col: str) -> None:
         labels = list(dict.fromkeys(frame[label_col]))
         sizes = sorted(set(frame[size_col]))
         width = 0.8 / max(1, len(labels))
         for i, label in enumerate(labels):
             part = frame[frame[label_col] == label].set_index(size_col)
             values = [part[value_col].get(s, float("nan")) for s in sizes]
-            ax.bar([x + i * width for x in range(len(sizes))], values, width, label=label, hatch=hatch_of(label))
+            ax.bar([x + i * width for x in range(len(sizes))], values, width, label=label,
+                   hatch="//" if "emulated" in label else "")
         ax.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(sizes))], [str(s) for s in sizes])
         ax.set_xlabel("ICMP data bytes")
         ax.legend(fontsize=7)
 
-    measured = table[table["pps"].notna()] if "pps" in table else table.iloc[0:0]
-    ax = axes[0][0]
-    if len(measured):
-        measured = measured.assign(
-            label=[p + (f" [{a}, emulated]" if str(n).startswith("emulated") else "")
-                   for p, a, n in zip(measured["platform"], measured["accel"], measured["note"].fillna(""),
-                                      strict=True)])
-        grouped(ax, measured, "label", "data_bytes", "pps", lambda lab: "//" if "emulated" in lab else "")
-    else:
-        ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
-    ax.set_title(f"this pipeline ({arch})", fontsize=10)
-    ax.set_ylabel("packets per second")
-    for ax, host in zip(axes[0][1:], ref_hosts, strict=True):
-        grouped(ax, ref[ref["host"] == host], "platform", "icmp_data_bytes", "packets_per_second", lambda _: "")
-        ax.set_title(f"original study: {host}", fontsize=10)
+    for ax, (title, rows) in zip(axes, panels, strict=False):
+        if rows.empty:
+            ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
+        else:
+            labels = [p + (f" [{a}, emulated]" if n.startswith("emulated") else "")
+                      for p, a, n in zip(rows["platform"], rows["accel"], rows["note"], strict=True)]
+            grouped(ax, rows.assign(label=labels), "label", "data_bytes", "pps")
+        ax.set_title(title, fontsize=9)
+    axes[0].set_ylabel("packets per second")
+    for ax, host in zip(axes[len(panels):], ref_hosts, strict=True):
+        grouped(ax, ref[ref["host"] == host], "platform", "icmp_data_bytes", "packets_per_second")
+        ax.set_title(f"original study: {host}", fontsize=9)
     _finish(fig, table, f"ICMP echo round trips ({arch})", stem)
 
 

@@ -21,6 +21,11 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
 NEEDS_KVM = frozenset({"solo5-hvt"})
 # Platforms whose guest QEMU can emulate (TCG) on a host of another arch.
 EMULABLE = frozenset({"qemu-linux-smp", "qemu-linux-1core", "qemu-linux"})
+# Arch whose host-side platforms (host, solo5-hvt) run inside an emulated
+# machine of that arch (QEMU TCG with virtualization=on: KVM inside) when the
+# host is of another arch. TCG offers no nested virtualization for x86_64.
+TESTBED_ARCH = "aarch64"
+TESTBED_PLATFORMS = frozenset({"host", "solo5-hvt"})
 
 UNAVAILABLE_REASONS = {
     "mirage-solo5": "MirageOS needs the opam repository, which is not reachable offline",
@@ -41,20 +46,27 @@ class Combination:
         return f"{self.experiment}/{self.arch}/{self.platform}"
 
 
-def _decide(experiment: str, arch: str, platform: str, host: str, kvm: tuple[bool, str]) -> Combination:
+def _decide(experiment: str, arch: str, platform: str, host: str, kvm: tuple[bool, str],
+            provider: str) -> Combination:
     if platform in UNAVAILABLE_REASONS:
         return Combination(experiment, arch, platform, False, UNAVAILABLE_REASONS[platform])
     if platform not in IMPLEMENTED[experiment]:
         return Combination(
             experiment, arch, platform, False, "not implemented in this pipeline version yet"
         )
+    if arch != host and arch == TESTBED_ARCH and platform in TESTBED_PLATFORMS:
+        if platform == "solo5-hvt" and provider != "builtin":
+            return Combination(experiment, arch, platform, False,
+                               f"the upstream Solo5 toolchain builds for the host arch only; on the emulated {arch} "
+                               "testbed set solo5.provider: builtin, or run on an aarch64 host")
+        return Combination(experiment, arch, platform, True, testbed="emulated")
     if arch != host and platform not in EMULABLE:
         return Combination(
             experiment,
             arch,
             platform,
             False,
-            f"needs an {arch} host; the emulated {arch} testbed is not implemented yet",
+            f"needs an {arch} host (only {TESTBED_ARCH} has an emulated testbed)",
         )
     if platform in NEEDS_KVM and not kvm[0]:
         return Combination(experiment, arch, platform, False, f"needs KVM: {kvm[1]}")
@@ -70,7 +82,7 @@ def plan(config: dict[str, Any], host: str, kvm: tuple[bool, str]) -> list[Combi
     for experiment in ("blk", "net"):
         for arch in config["archs"]:
             for platform in config[experiment]["platforms"]:
-                combos.append(_decide(experiment, arch, platform, host, kvm))
+                combos.append(_decide(experiment, arch, platform, host, kvm, config["solo5"]["provider"]))
     return combos
 
 
