@@ -294,18 +294,10 @@ static void sleep_ms(long ms)
 
 /* ------------------------------------------------------------- bench=blk */
 
-static int run_child(char *const argv[])
+static int wait_child(pid_t pid)
 {
-	pid_t pid = fork();
 	int st;
 
-	if (pid < 0)
-		fail("fork: %s", strerror(errno));
-	if (pid == 0) {
-		execv(argv[0], argv);
-		say("UNIKIO-ERROR exec %s: %s", argv[0], strerror(errno));
-		_exit(127);
-	}
 	for (;;) {
 		pid_t w = waitpid(-1, &st, 0); /* PID 1 reaps every child */
 
@@ -322,6 +314,20 @@ static int run_child(char *const argv[])
 	if (WIFSIGNALED(st))
 		return 128 + WTERMSIG(st);
 	return 255;
+}
+
+static int run_child(char *const argv[])
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		execv(argv[0], argv);
+		say("UNIKIO-ERROR exec %s: %s", argv[0], strerror(errno));
+		_exit(127);
+	}
+	return wait_child(pid);
 }
 
 static void wait_for_path(const char *path, long timeout_s)
@@ -566,27 +572,6 @@ static void relay_lines(char *buf, size_t *used, int flush_all)
 	*used -= start;
 }
 
-static int wait_child(pid_t pid)
-{
-	int st;
-
-	for (;;) {
-		pid_t w = waitpid(-1, &st, 0); /* PID 1 reaps every child */
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			fail("waitpid: %s", strerror(errno));
-		}
-		if (w == pid)
-			break;
-	}
-	if (WIFEXITED(st))
-		return WEXITSTATUS(st);
-	if (WIFSIGNALED(st))
-		return 128 + WTERMSIG(st);
-	return 255;
-}
 
 static int bench_script(void)
 {

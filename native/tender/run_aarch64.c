@@ -42,14 +42,7 @@ void arch_run(struct vm *vm)
 {
     struct kvm_run *run = vm->run;
     for (;;) {
-        if (__builtin_expect(ioctl(vm->vcpu_fd, KVM_RUN, 0) < 0, 0)) {
-            if (errno == EINTR || errno == EAGAIN) {
-                if (tender_signalled)
-                    tender_signal_exit();
-                continue;
-            }
-            die("KVM_RUN: %s", strerror(errno));
-        }
+        kvm_run_vcpu(vm);
         if (__builtin_expect(run->exit_reason == KVM_EXIT_MMIO, 1)) {
             uint64_t off = run->mmio.phys_addr - HC_MMIO_BASE;
             unsigned nr = (unsigned)(off / HC_MMIO_STRIDE);

@@ -24,14 +24,7 @@ void arch_run(struct vm *vm)
 {
     struct kvm_run *run = vm->run;
     for (;;) {
-        if (__builtin_expect(ioctl(vm->vcpu_fd, KVM_RUN, 0) < 0, 0)) {
-            if (errno == EINTR || errno == EAGAIN) {
-                if (tender_signalled)
-                    tender_signal_exit();
-                continue;
-            }
-            die("KVM_RUN: %s", strerror(errno));
-        }
+        kvm_run_vcpu(vm);
         if (__builtin_expect(run->exit_reason == KVM_EXIT_IO, 1)) {
             unsigned nr = (unsigned)run->io.port - HC_PIO_BASE;
             if (__builtin_expect(nr >= HC_MAX ||

@@ -134,6 +134,16 @@ void tender_signal_exit(void)
     exit(128 + tender_signalled);
 }
 
+void kvm_run_vcpu(struct vm *vm)
+{
+    while (__builtin_expect(ioctl(vm->vcpu_fd, KVM_RUN, 0) < 0, 0)) {
+        if (errno != EINTR && errno != EAGAIN)
+            die("KVM_RUN: %s", strerror(errno));
+        if (tender_signalled)
+            tender_signal_exit();
+    }
+}
+
 static void on_signal(int sig)
 {
     tender_signalled = sig;

@@ -47,5 +47,7 @@ void hc_dispatch(unsigned nr, uint64_t arg_gpa);
 /* Set by the SIGINT/SIGTERM handler; checked when KVM_RUN returns EINTR. */
 extern volatile int tender_signalled;
 void tender_signal_exit(void) __attribute__((noreturn));
+/* One KVM_RUN of the vCPU, retried on EINTR/EAGAIN; exits on a signal. */
+void kvm_run_vcpu(struct vm *vm);
 
 #endif
