@@ -27,9 +27,11 @@ run: setup
 test: setup
 	$(VENV)/bin/python -m pytest tests
 
+# snakemake --lint also asks every rule for a conda env or container, which
+# these machines cannot use; the test checks that nothing else is reported.
 lint: setup
 	$(VENV)/bin/ruff check workflow tests
-	./snakemake --lint
+	$(VENV)/bin/python -m pytest -q tests/workflow/test_dag.py -k lint
 
 clean:
 	rm -rf results/raw results/data results/tables results/figures results/build \
