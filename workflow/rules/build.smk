@@ -167,3 +167,70 @@ rule testbed_initramfs:
         quiet_machine=1,
     script:
         "../scripts/make_testbed_initramfs.py"
+
+
+# The arm64 build of our patched QEMU, for the Linux guest under KVM inside the
+# emulated ARM host: static, from arm64 Debian packages unpacked into a sysroot
+# (the machine's dpkg architectures stay as they are).
+
+
+rule qemu_cross_sysroot:
+    input:
+        apt=APT_INDEX,
+    output:
+        sysroot=directory(f"{QEMU_CROSS}/sysroot"),
+        lock=f"{QEMU_CROSS}/sysroot.lock.json",
+    log:
+        f"{LOGS}/qemu_cross_sysroot.log",
+    script:
+        "../scripts/make_qemu_sysroot.py"
+
+
+rule qemu_cross_build:
+    input:
+        src=QEMU_SRC,
+        sysroot=f"{QEMU_CROSS}/sysroot",
+    output:
+        directory(f"{QEMU_CROSS}/install"),
+    log:
+        f"{LOGS}/qemu_cross_build.log",
+    params:
+        configure_flags=list(qemubuild.CONFIGURE_FLAGS),
+        recipe=aptsrc.sha256_file(Path(workflow.basedir) / "workflow/scripts/unikio/qemucross.py"),
+    threads: workflow.cores
+    resources:
+        quiet_machine=1,
+    cache: "omit-software"
+    script:
+        "../scripts/build_qemu_cross.py"
+
+
+rule qemu_cross_binary:
+    input:
+        f"{QEMU_CROSS}/install",
+    output:
+        f"{QEMU_CROSS}/bin/qemu-system-aarch64",
+    log:
+        f"{LOGS}/qemu_cross_binary.log",
+    shell:
+        "install -D -m 0755 {input}/bin/qemu-system-aarch64 {output} > {log} 2>&1"
+
+
+rule testbed_nested_initramfs:
+    input:
+        base=TESTBED_BASE,
+        qemu=f"{QEMU_CROSS}/bin/qemu-system-aarch64",
+        kernel=DEBIAN_TREE.replace("{name}", "kernel"),
+        guest_initramfs=f"{GUEST_BUILD}/initramfs.cpio.gz",
+    output:
+        TESTBED_NESTED,
+    log:
+        f"{LOGS}/testbed_nested_initramfs_{{arch}}.log",
+    wildcard_constraints:
+        arch=EMULATED_ARCH_RE,
+    params:
+        code=unikio_code("testbed", "initramfs"),
+    resources:
+        quiet_machine=1,
+    script:
+        "../scripts/make_testbed_nested.py"

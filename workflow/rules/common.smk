@@ -50,6 +50,8 @@ DEBIAN_TREE = "results/build/{name}-{arch}/tree"
 GUEST_BUILD = "results/build/guest/{arch}"
 PROBE = "results/raw/probe/{arch}/verdict.json"
 TESTBED_BASE = "results/build/testbed/{arch}/base.cpio.gz"
+TESTBED_NESTED = "results/build/testbed/{arch}/with-linux-guest.cpio.gz"
+QEMU_CROSS = "results/build/qemu-arm64"
 BLK_TESTBED = "results/raw/blk/{arch}/{platform}/testbed"
 NET_TESTBED = "results/raw/net/{arch}/{platform}/testbed"
 # Archs whose host-side rows run in the emulated testbed on this host; a
@@ -122,6 +124,13 @@ def solo5_unikernel(app):
 
 def runnable_archs(experiment, platform):
     return [c.arch for c in matrix.runnable(PLAN, experiment) if c.platform == platform]
+
+
+def testbed_image(wc):
+    """The testbed's image: with the arm64 QEMU and the Linux guest only for the Linux-guest rows."""
+    if wc.get("platform", "").startswith("qemu-linux"):
+        return TESTBED_NESTED.format(arch=wc.arch)
+    return TESTBED_BASE.format(arch=wc.arch)
 
 
 def net_row_paths():

@@ -166,7 +166,7 @@ rule testbed_run:
     input:
         qemu=QEMU_BIN,
         kernel=DEBIAN_TREE.replace("{name}", "kernel"),
-        base=TESTBED_BASE,
+        base=testbed_image,
     output:
         rows="results/raw/{experiment}/{arch}/{platform}/testbed/rows.json",
     log:
@@ -176,7 +176,7 @@ rule testbed_run:
     wildcard_constraints:
         experiment="blk|net",
         arch=EMULATED_ARCH_RE,
-        platform="host|solo5-hvt",
+        platform="host|solo5-hvt|qemu-linux-smp|qemu-linux-1core",
     params:
         code=unikio_code("testbed", "guest", "results"),
         # Only this row's experiment: a blk change must not rerun the net boot.
@@ -184,6 +184,7 @@ rule testbed_run:
         testbed=config["testbed"],
         mem_mb=config["solo5"]["mem_mb"],
         provider=config["solo5"]["provider"],
+        guest_memory_mb=config["guest"]["memory_mb"],
     resources:
         quiet_machine=1,
     script:

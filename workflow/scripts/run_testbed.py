@@ -21,6 +21,10 @@ def body(log):
         result, run = testbed.tender_net(bed, sizes=list(p.settings["sizes"]), reps=p.settings["repetitions"],
                                          packets=p.settings["packets"], max_loss_pct=p.settings["max_loss_pct"],
                                          mem_mb=p.mem_mb, provider=p.provider, **common)
+    elif sm.wildcards.platform.startswith("qemu-linux"):
+        result, run = testbed.qemu_blk(bed, platform=sm.wildcards.platform, reads=p.settings["reads"],
+                                       block_size=p.settings["block_size"], reps=p.settings["repetitions"],
+                                       memory_mb=p.guest_memory_mb, **common)
     elif sm.wildcards.platform == "host":
         result, run = testbed.host_blk(bed, reads=p.settings["reads"], block_size=p.settings["block_size"],
                                        reps=p.settings["repetitions"], **common)

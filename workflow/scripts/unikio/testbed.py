@@ -58,7 +58,7 @@ DISK_DIR = "/mnt/disk"
 LOOP_DEV = "/dev/loop0"  # a fresh testbed has every loop device free
 TAP = "tap100"
 
-KINDS = ("host-blk", "tender-blk", "exit-floor", "tender-net")
+KINDS = ("host-blk", "tender-blk", "qemu-blk", "exit-floor", "tender-net")
 PLATFORM = {"host-blk": "host", "tender-blk": "solo5-hvt", "tender-net": "solo5-hvt"}
 
 # Allowance on top of the job's own limit for the boot and power-off under TCG.
@@ -142,15 +142,34 @@ def job_archive(script: str) -> bytes:
 
 def write_job_initrd(base: Path, script: str, out_path: Path) -> Path:
     """base image followed by the job archive, written atomically to out_path."""
+    return append_archive(base, job_archive(script), out_path)
+
+
+def append_archive(base: Path, archive: bytes, out_path: Path) -> Path:
+    """base image followed by another gzip'd cpio (the kernel unpacks both), written atomically."""
     data = Path(base).read_bytes()
     # Each gzip member must start on a 4-byte boundary for the kernel's unpacker.
     pad = b"\0" * (-len(data) % 4)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(data + pad + job_archive(script))
+    tmp.write_bytes(data + pad + archive)
     os.replace(tmp, out)
     return out
+
+
+# The Linux guest and the arm64 build of our QEMU that runs it under the
+# testbed's KVM, as in the study (QEMU/KVM on the ARM host).
+NESTED = {"qemu": "opt/nested/qemu-system-aarch64", "kernel": "opt/nested/vmlinuz",
+          "initrd": "opt/nested/initrd.gz"}
+
+
+def nested_archive(qemu: Path, kernel: Path, initrd: Path) -> bytes:
+    """gzip'd cpio holding the nested QEMU, the guest kernel and the guest's initramfs."""
+    arc = initramfs.Archive()
+    for key, src, mode in (("qemu", qemu, 0o755), ("kernel", kernel, 0o644), ("initrd", initrd, 0o644)):
+        arc.add_file(NESTED[key], Path(src).read_bytes(), mode)
+    return arc.to_cpio_gz()
 
 
 # ---------------------------------------------------------- command line
@@ -257,6 +276,40 @@ for rep in $(seq 1 {reps}); do
     # Missing stats show up as a parse error; a failing tender says why itself.
     cat /tmp/pread.stats 2>/dev/null
     end tender-blk $rep $rc
+    rmdisk
+    [ $rc -eq 0 ] || exit $rc
+done
+"""
+
+
+def qemu_blk_fragment(platform: str, reads: int, block_size: int, reps: int, memory_mb: int) -> str:
+    """Shell fragment: the Linux guest's blk_bench under our arm64 QEMU with the testbed's KVM.
+
+    As on the host: virtio-blk on the loop device (cache=none), as many
+    vCPUs as the testbed has, and for qemu-linux-1core the whole QEMU
+    pinned to one CPU. The guest's console is relayed with its markers
+    renamed, so only this job's markers frame the results.
+    """
+    _positive(reads=reads, block_size=block_size, reps=reps, memory_mb=memory_mb)
+    if platform not in ("qemu-linux-smp", "qemu-linux-1core"):
+        raise ValueError(f"not a Linux-guest block platform: {platform!r}")
+    pin = "taskset -c 0 " if platform == "qemu-linux-1core" else ""
+    append = f"console=ttyAMA0 panic=-1 quiet bench=blk dev=/dev/vda reads={reads} bs={block_size}"
+    return f"""\
+for rep in $(seq 1 {reps}); do
+    mkdisk {_disk_mib(reads, block_size)} || exit {EXIT_DISK}
+    rm -f /tmp/pread.stats /tmp/nested.out
+    begin qemu-blk $rep
+    PREAD_STATS_FILE=/tmp/pread.stats {pin}/{NESTED["qemu"]} -M virt -cpu host -accel kvm -m {memory_mb} \\
+        -smp $(nproc) -nodefaults -nographic -no-reboot -serial stdio \\
+        -kernel /{NESTED["kernel"]} -initrd /{NESTED["initrd"]} -append "{append}" \\
+        -drive file={LOOP_DEV},format=raw,if=none,id=d0,cache=none,aio=threads \\
+        -device virtio-blk-device,drive=d0 </dev/null >/tmp/nested.out 2>&1
+    rc=$?
+    sed 's/UNIKIO/GUEST/g; s/Kernel panic/guest kernel panic/g; s/^/guest: /' /tmp/nested.out
+    grep -o 'RESULT blk.*' /tmp/nested.out
+    cat /tmp/pread.stats 2>/dev/null
+    end qemu-blk $rep $rc
     rmdisk
     [ $rc -eq 0 ] || exit $rc
 done
@@ -430,9 +483,10 @@ def host_label() -> str:
 
 
 def blk_rows(segments: Sequence[Segment], *, kind: str, reps: int, block_size: int, console_log: Path | str,
-             provider: str = "builtin", host: str | None = None) -> list[dict[str, Any]]:
-    """blk_runs.csv rows of a block row kind (host-blk or tender-blk), one per repetition."""
-    if kind not in ("host-blk", "tender-blk"):
+             provider: str = "builtin", host: str | None = None, platform: str | None = None
+             ) -> list[dict[str, Any]]:
+    """blk_runs.csv rows of a block row kind (host-blk, tender-blk, qemu-blk), one per repetition."""
+    if kind not in ("host-blk", "tender-blk", "qemu-blk"):
         raise ValueError(f"not a block row kind: {kind!r}")
     mine = _of_kind(segments, kind, console_log)
     _expect(len(mine), reps, kind, console_log)
@@ -451,7 +505,7 @@ def blk_rows(segments: Sequence[Segment], *, kind: str, reps: int, block_size: i
             raise TestbedError(f"testbed {seg.label()} read {result['block_size']}-byte blocks, config asks "
                                f"blk.block_size={block_size} (console log: {console_log})")
         rows.append(results.blk_row(
-            arch=ARCH, platform=PLATFORM[kind], provider="" if kind == "host-blk" else provider,
+            arch=ARCH, platform=platform or PLATFORM[kind], provider=provider if kind == "tender-blk" else "",
             accel="none" if kind == "host-blk" else "kvm", testbed=TESTBED, rep=seg.rep,
             host=host or host_label(), result=result, pread=pread))
     return rows
@@ -571,6 +625,15 @@ def tender_blk(testbed: Testbed, *, reads: int, block_size: int, reps: int, mem_
                   console_log, timeout_s)
     return blk_rows(run.segments, kind="tender-blk", reps=reps, block_size=block_size, console_log=console_log,
                     provider=provider), run
+
+
+def qemu_blk(testbed: Testbed, *, platform: str, reads: int, block_size: int, reps: int, memory_mb: int,
+             work_dir: Path, console_log: Path, timeout_s: float) -> tuple[list[dict[str, Any]], TestbedRun]:
+    """A Linux-guest block row under QEMU/KVM inside the testbed: one testbed boot, a guest boot per repetition."""
+    run = run_job(testbed, job_script([qemu_blk_fragment(platform, reads, block_size, reps, memory_mb)]), work_dir,
+                  console_log, timeout_s)
+    return blk_rows(run.segments, kind="qemu-blk", reps=reps, block_size=block_size, console_log=console_log,
+                    platform=platform), run
 
 
 def exit_floor(testbed: Testbed, *, exits: int, work_dir: Path, console_log: Path, timeout_s: float
