@@ -16,6 +16,8 @@ COLUMNS = {"blk": BLK_COLUMNS, "net": NET_COLUMNS}
 BLK_TABLE_COLUMNS = ["platform", "accel", "testbed", "runs", "reads", "block_size", "total_ms", "total_sd",
                      "pread_ms", "pread_sd", "guest_monitor_ms", "guest_monitor_sd", "cv_total", "us_per_read",
                      "note"]
+NET_TABLE_COLUMNS = ["platform", "accel", "testbed", "data_bytes", "runs", "packets", "pps", "pps_sd", "avg_rtt_us",
+                     "lost", "note"]
 
 
 def collect_rows(paths: list[Path], columns: list[str] = BLK_COLUMNS) -> pd.DataFrame:
@@ -111,23 +113,25 @@ def _our_panels(table: pd.DataFrame, value_col: str) -> list[tuple[str, pd.DataF
     return [(title, rows) for title, rows in panels if len(rows)] or [("this pipeline", measured)]
 
 
-def _figure(n_ours: int, n_ref: int, width: float):
+def _figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, value_col: str, width: float):
+    """Shared set-up: (table with notes as text, reference rows, reference hosts, our panels, figure, axes)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, n_ours + n_ref, figsize=(width * (n_ours + n_ref) + 0.5, 4), squeeze=False)
-    return fig, list(axes[0])
+    ref = reference[reference["arch"] == arch]
+    ref_hosts = list(dict.fromkeys(ref["host"]))
+    table = table.assign(note=table["note"].fillna("").astype(str))
+    panels = _our_panels(table, value_col)
+    n = len(panels) + len(ref_hosts)
+    fig, axes = plt.subplots(1, n, figsize=(width * n + 0.5, 4), squeeze=False)
+    return table, ref, ref_hosts, panels, fig, list(axes[0])
 
 
 def blk_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Path) -> None:
     """Stacked bars (pread vs guest+monitor, µs per read): ours beside the study's."""
-    ref = reference[reference["arch"] == arch]
-    ref_hosts = list(dict.fromkeys(ref["host"]))
-    table = table.assign(note=table["note"].fillna("").astype(str))
-    panels = _our_panels(table, "us_per_read")
-    fig, axes = _figure(len(panels), len(ref_hosts), 3.8)
+    table, ref, ref_hosts, panels, fig, axes = _figure(table, reference, arch, "us_per_read", 3.8)
     for ax, (title, rows) in zip(axes, panels, strict=False):
         if rows.empty:
             ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
@@ -204,17 +208,10 @@ def net_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str, platforms:
     return _ordered(pd.DataFrame.from_records(records), NET_TABLE_COLUMNS)
 
 
-NET_TABLE_COLUMNS = ["platform", "accel", "testbed", "data_bytes", "runs", "packets", "pps", "pps_sd", "avg_rtt_us",
-                     "lost", "note"]
-
 
 def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Path) -> None:
     """Grouped bars (pps per data size, one bar per platform): ours beside the study's."""
-    ref = reference[reference["arch"] == arch]
-    ref_hosts = list(dict.fromkeys(ref["host"]))
-    table = table.assign(note=table["note"].fillna("").astype(str))
-    panels = _our_panels(table, "pps")
-    fig, axes = _figure(len(panels), len(ref_hosts), 4.2)
+    table, ref, ref_hosts, panels, fig, axes = _figure(table, reference, arch, "pps", 4.2)
 
     def grouped(ax, frame: pd.DataFrame, label_col: str, size_col: str, value_col: str) -> None:
         labels = list(dict.fromkeys(frame[label_col]))
