@@ -148,7 +148,9 @@ def net_archs():
 
 def linux_guest_archs():
     """Archs on which some Linux-guest platform runs (they need kernels, initramfs, a probe)."""
-    return sorted({c.arch for c in PLAN if c.runnable and c.platform.startswith("qemu-linux")})
+    return sorted(
+        {c.arch for c in PLAN if c.runnable and c.platform.startswith("qemu-linux") and c.testbed == "native"}
+    )
 
 
 def skipped_reasons(experiment, arch):

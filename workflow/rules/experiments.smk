@@ -176,7 +176,7 @@ rule testbed_run:
     wildcard_constraints:
         experiment="blk|net",
         arch=EMULATED_ARCH_RE,
-        platform="host|solo5-hvt|qemu-linux-smp|qemu-linux-1core",
+        platform="host|solo5-hvt|qemu-linux-smp|qemu-linux-1core|qemu-linux",
     params:
         code=unikio_code("testbed", "guest", "results"),
         # Only this row's experiment: a blk change must not rerun the net boot.

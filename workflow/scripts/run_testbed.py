@@ -17,6 +17,10 @@ def body(log):
     common = {"work_dir": out.parent, "console_log": out.with_name("console.log"), "timeout_s": p.testbed["timeout_s"]}
     if sm.rule == "testbed_exit_floor_run":
         result, run = testbed.exit_floor(bed, exits=p.exits, **common)
+    elif sm.wildcards.experiment == "net" and sm.wildcards.platform == "qemu-linux":
+        result, run = testbed.qemu_net(bed, sizes=list(p.settings["sizes"]), reps=p.settings["repetitions"],
+                                       packets=p.settings["packets"], max_loss_pct=p.settings["max_loss_pct"],
+                                       memory_mb=p.guest_memory_mb, **common)
     elif sm.wildcards.experiment == "net":
         result, run = testbed.tender_net(bed, sizes=list(p.settings["sizes"]), reps=p.settings["repetitions"],
                                          packets=p.settings["packets"], max_loss_pct=p.settings["max_loss_pct"],

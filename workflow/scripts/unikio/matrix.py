@@ -24,10 +24,9 @@ EMULABLE = frozenset({"qemu-linux-smp", "qemu-linux-1core", "qemu-linux"})
 # On a host of another arch, these platforms of this arch run inside an
 # emulated machine of this arch (QEMU TCG with virtualization=on: KVM inside),
 # the Linux guest under an arm64 build of our QEMU with that KVM, as on the
-# study's ARM boards. TCG offers no nested virtualization for x86_64. The
-# network row of the Linux guest is not run in the testbed yet: it stays TCG.
+# study's ARM boards. TCG offers no nested virtualization for x86_64.
 TESTBED_ARCH = "aarch64"
-TESTBED_PLATFORMS = frozenset({"host", "solo5-hvt", "qemu-linux-smp", "qemu-linux-1core"})
+TESTBED_PLATFORMS = frozenset({"host", "solo5-hvt", "qemu-linux-smp", "qemu-linux-1core", "qemu-linux"})
 
 UNAVAILABLE_REASONS = {
     "mirage-solo5": "MirageOS needs the opam repository, which is not reachable offline",

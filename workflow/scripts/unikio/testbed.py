@@ -58,8 +58,8 @@ DISK_DIR = "/mnt/disk"
 LOOP_DEV = "/dev/loop0"  # a fresh testbed has every loop device free
 TAP = "tap100"
 
-KINDS = ("host-blk", "tender-blk", "qemu-blk", "exit-floor", "tender-net")
-PLATFORM = {"host-blk": "host", "tender-blk": "solo5-hvt", "tender-net": "solo5-hvt"}
+KINDS = ("host-blk", "tender-blk", "qemu-blk", "exit-floor", "tender-net", "qemu-net")
+PLATFORM = {"host-blk": "host", "tender-blk": "solo5-hvt", "tender-net": "solo5-hvt", "qemu-net": "qemu-linux"}
 
 # Allowance on top of the job's own limit for the boot and power-off under TCG.
 BOOT_ALLOWANCE_S = 90.0
@@ -74,6 +74,8 @@ _JOB_STATUS = {
 _STATUS = {
     "tender-net": {3: "no ARP reply from ping_serve", 4: "more packet loss than net.max_loss_pct",
                    EXIT_TENDER_GONE: "the tender exited early"},
+    "qemu-net": {3: "no ARP reply from the Linux guest", 4: "more packet loss than net.max_loss_pct",
+                 EXIT_TENDER_GONE: "the nested QEMU exited early"},
     "tender-blk": {255: "guest fault or abort"},
 }
 
@@ -328,9 +330,8 @@ end exit-floor 1 $rc
 """
 
 
-def tender_net_fragment(sizes: Sequence[int], reps: int, packets: int, max_loss_pct: float, mem_mb: int) -> str:
-    """Shell fragment: ping_serve on the tender behind a tap, icmp_bench for every size and repetition."""
-    _positive(reps=reps, packets=packets, mem_mb=mem_mb)
+def _check_net_args(sizes: Sequence[int], reps: int, packets: int, max_loss_pct: float) -> None:
+    _positive(reps=reps, packets=packets)
     if not sizes:
         raise ValueError("sizes must not be empty")
     for size in sizes:
@@ -338,36 +339,69 @@ def tender_net_fragment(sizes: Sequence[int], reps: int, packets: int, max_loss_
             raise ValueError(f"ICMP data size must be 0..{netns.MAX_ICMP_PAYLOAD}, not {size!r}")
     if not 0 <= float(max_loss_pct) <= 100:
         raise ValueError(f"max_loss_pct must be 0..100, not {max_loss_pct!r}")
+
+
+def _net_fragment(kind: str, server: str, what: str, sizes: Sequence[int], reps: int, packets: int,
+                  max_loss_pct: float, ready_s: int) -> str:
+    """Shell fragment: start server (answering 10.0.0.2 on the tap) in the background, wait until it
+    answers (at most ready_s seconds), then icmp_bench for every size and repetition."""
+    _check_net_args(sizes, reps, packets, max_loss_pct)
     host_ip = net.HOST_CIDR.split("/")[0]
     size_words = " ".join(str(s) for s in sizes)
+    bench = f"/{BIN['icmp_bench']} --ifname {TAP} --src-ip {host_ip} --dst-ip {net.GUEST_IP}"
     return f"""\
-# A persistent tap, so the address is set before the tender attaches to it.
+# A persistent tap, so the address is set before the server attaches to it.
 tunctl -t {TAP} >/dev/null || exit {EXIT_TAP}
 ip addr add {net.HOST_CIDR} dev {TAP} || exit {EXIT_TAP}
 ip link set {TAP} up || exit {EXIT_TAP}
-/{BIN["tender"]} --mem={mem_mb} --net:service={TAP} /{BIN["ping_serve.elf"]} ip={net.GUEST_IP} \\
-    >/tmp/tender-net.log 2>&1 &
+{server} >/tmp/server.log 2>&1 &
 tpid=$!
+waited=0
+until {bench} --size 1 --count 1 --arp-retries 1 >/dev/null 2>&1; do
+    waited=$((waited + 1))
+    kill -0 $tpid 2>/dev/null && [ $waited -lt {ready_s} ] || break
+done
 for size in {size_words}; do
     for rep in $(seq 1 {reps}); do
-        begin tender-net $rep $size
+        begin {kind} $rep $size
         if kill -0 $tpid 2>/dev/null; then
-            /{BIN["icmp_bench"]} --ifname {TAP} --src-ip {host_ip} --dst-ip {net.GUEST_IP} --size $size \\
-                --count {packets} --max-loss-pct {float(max_loss_pct):g} 2>&1
+            {bench} --size $size --count {packets} --max-loss-pct {float(max_loss_pct):g} 2>&1
             rc=$?
         else
-            echo "the tender exited early:"; sed 's/^/tender: /' /tmp/tender-net.log; rc={EXIT_TENDER_GONE}
+            echo "the {what} exited early:"; sed 's/^/{what}: /; s/UNIKIO/GUEST/g' /tmp/server.log
+            rc={EXIT_TENDER_GONE}
         fi
-        end tender-net $rep $rc $size
+        end {kind} $rep $rc $size
         [ $rc -eq 0 ] || exit $rc
     done
 done
-# SIGTERM lets the tender exit cleanly; SIGKILL if it does not within 10 s.
+# SIGTERM lets the server exit cleanly; SIGKILL if it does not within 10 s.
 kill $tpid
 ( sleep 10; kill -9 $tpid ) >/dev/null 2>&1 &
 wait $tpid; tpid=
-sed 's/^/tender: /' /tmp/tender-net.log
+sed 's/^/{what}: /; s/UNIKIO/GUEST/g; s/Kernel panic/guest kernel panic/g' /tmp/server.log
 """
+
+
+def tender_net_fragment(sizes: Sequence[int], reps: int, packets: int, max_loss_pct: float, mem_mb: int) -> str:
+    """Shell fragment: ping_serve on the tender behind a tap, icmp_bench for every size and repetition."""
+    _positive(mem_mb=mem_mb)
+    server = f"/{BIN['tender']} --mem={mem_mb} --net:service={TAP} /{BIN['ping_serve.elf']} ip={net.GUEST_IP}"
+    return _net_fragment("tender-net", server, "tender", sizes, reps, packets, max_loss_pct, ready_s=10)
+
+
+def qemu_net_fragment(sizes: Sequence[int], reps: int, packets: int, max_loss_pct: float, memory_mb: int,
+                      timeout_s: int) -> str:
+    """Shell fragment: the Linux guest (its kernel answers) under our arm64 QEMU with the testbed's KVM,
+    virtio-net on the tap (no vhost-net in the testbed)."""
+    _positive(memory_mb=memory_mb, timeout_s=timeout_s)
+    append = (f"console=ttyAMA0 panic=-1 quiet bench=net ip={net.GUEST_IP}/{net.HOST_CIDR.split('/')[1]} "
+              f"net_timeout={timeout_s}")
+    server = (f"/{NESTED['qemu']} -M virt -cpu host -accel kvm -m {memory_mb} -smp $(nproc) -nodefaults "
+              f"-nographic -no-reboot -serial stdio -kernel /{NESTED['kernel']} -initrd /{NESTED['initrd']} "
+              f"-append '{append}' -netdev tap,id=n0,ifname={TAP},script=no,downscript=no,vhost=off "
+              f"-device virtio-net-device,netdev=n0,mac={guest.DEFAULT_MAC} </dev/null")
+    return _net_fragment("qemu-net", server, "guest", sizes, reps, packets, max_loss_pct, ready_s=120)
 
 
 def job_script(fragments: Sequence[str]) -> str:
@@ -522,10 +556,10 @@ def exit_floor_result(segments: Sequence[Segment], console_log: Path | str) -> d
 
 
 def net_rows(segments: Sequence[Segment], *, sizes: Sequence[int], reps: int, console_log: Path | str,
-             provider: str = "builtin", host: str | None = None) -> list[dict[str, Any]]:
-    """net_runs.csv rows of the tender-net kind, one per (size, repetition)."""
-    mine = _of_kind(segments, "tender-net", console_log)
-    _expect(len(mine), len(sizes) * reps, "tender-net", console_log)
+             provider: str = "builtin", host: str | None = None, kind: str = "tender-net") -> list[dict[str, Any]]:
+    """net_runs.csv rows of a network row kind (tender-net, qemu-net), one per (size, repetition)."""
+    mine = _of_kind(segments, kind, console_log)
+    _expect(len(mine), len(sizes) * reps, kind, console_log)
     rows = []
     for seg in mine:
         try:
@@ -534,7 +568,8 @@ def net_rows(segments: Sequence[Segment], *, sizes: Sequence[int], reps: int, co
             raise _bad(seg, exc, console_log) from None
         if result["size"] != seg.size:
             raise TestbedError(f"testbed {seg.label()} reported size {result['size']} (console log: {console_log})")
-        row = net.row(arch=ARCH, platform=PLATFORM["tender-net"], provider=provider, accel="kvm", rep=seg.rep,
+        row = net.row(arch=ARCH, platform=PLATFORM[kind], provider=provider if kind == "tender-net" else "",
+                      accel="kvm", rep=seg.rep,
                       result=result, testbed=TESTBED)
         row["host"] = host or host_label()
         rows.append(row)
@@ -634,6 +669,15 @@ def qemu_blk(testbed: Testbed, *, platform: str, reads: int, block_size: int, re
                   console_log, timeout_s)
     return blk_rows(run.segments, kind="qemu-blk", reps=reps, block_size=block_size, console_log=console_log,
                     platform=platform), run
+
+
+def qemu_net(testbed: Testbed, *, sizes: Sequence[int], reps: int, packets: int, max_loss_pct: float,
+             memory_mb: int, work_dir: Path, console_log: Path, timeout_s: float
+             ) -> tuple[list[dict[str, Any]], TestbedRun]:
+    """The network experiment's qemu-linux row: the Linux guest under QEMU/KVM inside the testbed."""
+    script = job_script([qemu_net_fragment(sizes, reps, packets, max_loss_pct, memory_mb, int(timeout_s))])
+    run = run_job(testbed, script, work_dir, console_log, timeout_s)
+    return net_rows(run.segments, sizes=sizes, reps=reps, console_log=console_log, kind="qemu-net"), run
 
 
 def exit_floor(testbed: Testbed, *, exits: int, work_dir: Path, console_log: Path, timeout_s: float
