@@ -1,4 +1,7 @@
-# Measurements: one job per (arch, platform, repetition), one at a time.
+# Measurements, one at a time (quiet_machine). Block rows on this host: one
+# job per repetition, since QEMU reports its pread totals at exit. Network rows
+# and rows in the emulated testbed: one job per (arch, platform), whose one boot
+# serves every repetition and data size.
 
 
 rule blk_host_run:
