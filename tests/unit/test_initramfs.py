@@ -392,20 +392,3 @@ def test_build_without_busybox_or_extras(tmp_path: Path) -> None:
     entries = {e["name"]: e for e in read_newc(gzip.decompress(out.read_bytes()))}
     assert "bin/busybox" not in entries
     assert entries["lib/modules/load.order"]["data"] == b""
-
-
-def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    tree = fake_tree(tmp_path / "tree")
-    init = tmp_path / "init"
-    init.write_bytes(b"i")
-    out = tmp_path / "cli.cpio.gz"
-    rc = initramfs.main(
-        ["--out", str(out), "--kernel-tree", str(tree), "--init", str(init)]
-        + ["--module", "virtio_net", "--file", f"/etc/x={init}"]
-    )
-    assert rc == 0 and out.exists()
-    assert "virtio_net.ko" in capsys.readouterr().out
-    assert (
-        initramfs.main(["--out", str(out), "--kernel-tree", str(tree)] + ["--init", str(init), "--module", "nope"]) == 1
-    )
-    assert "nope" in capsys.readouterr().err

@@ -16,13 +16,11 @@ section (the ``depends=`` field that depmod itself uses).
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import lzma
 import os
 import stat
 import struct
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -460,52 +458,3 @@ def build_initramfs(
     tmp.write_bytes(data)
     os.replace(tmp, out)
     return plan
-
-
-# ---------------------------------------------------------------------- CLI
-
-
-def _parse_extra(items: Sequence[str]) -> dict[str, Path]:
-    extra: dict[str, Path] = {}
-    for item in items:
-        dest, sep, src = item.partition("=")
-        if not sep or not dest or not src:
-            raise InitramfsError(f"--file expects DEST=SRC, got {item!r}")
-        extra[dest] = Path(src)
-    return extra
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m unikio.initramfs --out X --kernel-tree D --init I ...``"""
-    ap = argparse.ArgumentParser(prog="unikio.initramfs", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--kernel-tree", required=True, type=Path)
-    ap.add_argument("--kernel-release")
-    ap.add_argument("--init", required=True, type=Path)
-    ap.add_argument("--module", action="append", dest="modules", default=None)
-    ap.add_argument("--busybox", type=Path)
-    ap.add_argument("--file", action="append", default=[], help="DEST=SRC")
-    args = ap.parse_args(argv)
-    try:
-        plan = build_initramfs(
-            args.out,
-            args.kernel_tree,
-            args.modules or list(DEFAULT_MODULES),
-            args.init,
-            _parse_extra(args.file),
-            args.busybox,
-            args.kernel_release,
-        )
-    except (InitramfsError, OSError) as exc:
-        print(f"initramfs: error: {exc}", file=sys.stderr)
-        return 1
-    print(f"kernel {plan.kernel_release}; load order:")
-    for path in plan.load_order:
-        print(f"  {path}")
-    if plan.builtin:
-        print("built-in (skipped): " + " ".join(plan.builtin))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
