@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from testkit import REPO, require_root
-from unikio.netns import NetNs, parse_net_result, tap_namespace
+from unikio.netns import NetNs, tap_namespace
+from unikio.results import parse_net_result
 
 BENCH_SRC = REPO / "native" / "bench"
 CROSS_CC = "aarch64-linux-gnu-gcc"

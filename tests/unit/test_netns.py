@@ -11,7 +11,7 @@ import time
 
 import pytest
 from testkit import REPO, require_root
-from unikio import netns
+from unikio import netns, results
 from unikio.errors import PipelineError
 
 PREFIX = "unikio-test"
@@ -28,7 +28,7 @@ GOOD = (
 
 
 def test_parse_good_line_among_other_output() -> None:
-    res = netns.parse_net_result("icmp_bench: warming up\n" + GOOD + "\n")
+    res = results.parse_net_result("icmp_bench: warming up\n" + GOOD + "\n")
     assert res == {
         "size": 1, "packets": 1000, "received": 998, "lost": 2, "ignored": 3,
         "avg_ns": 438603, "min_ns": 422040, "max_ns": 501439, "pps": 2279.96,
@@ -38,7 +38,7 @@ def test_parse_good_line_among_other_output() -> None:
 
 def test_parse_all_lost() -> None:
     line = "RESULT net size=0 packets=5 received=0 lost=5 ignored=0 avg_ns=0 min_ns=0 max_ns=0 pps=0"
-    assert netns.parse_net_result(line)["lost"] == 5
+    assert results.parse_net_result(line)["lost"] == 5
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,7 @@ def test_parse_all_lost() -> None:
 )
 def test_parse_rejects_malformed(text: str) -> None:
     with pytest.raises(ValueError):
-        netns.parse_net_result(text)
+        results.parse_net_result(text)
 
 
 def test_namespace_owner() -> None:

@@ -121,7 +121,7 @@ rule net_solo5_run:
     benchmark:
         f"{NET_RAW}/benchmark.tsv".replace("{platform}", "solo5-hvt")
     params:
-        code=unikio_code("net", "netns", "solo5", "solo5upstream"),
+        code=unikio_code("net", "netns", "results", "solo5", "solo5upstream"),
         sizes=config["net"]["sizes"],
         reps=config["net"]["repetitions"],
         packets=config["net"]["packets"],
@@ -148,7 +148,7 @@ rule net_qemu_run:
     benchmark:
         f"{NET_RAW}/benchmark.tsv".replace("{platform}", "qemu-linux")
     params:
-        code=unikio_code("net", "netns", "guest"),
+        code=unikio_code("net", "netns", "results", "guest"),
         sizes=config["net"]["sizes"],
         reps=config["net"]["repetitions"],
         packets=config["net"]["packets"],

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from . import hostinfo, loopdev, results, solo5
+from . import guest, hostinfo, loopdev, results, solo5
 from .errors import PipelineError
 
 MIB = 1 << 20
@@ -98,8 +98,6 @@ def qemu_linux_row(qemu: Path, kernel: Path, initrd: Path, arch: str, platform: 
     qemu-linux-1core runs the same guest with the whole QEMU process pinned
     to one core, as in the study.
     """
-    from . import guest  # imported here: the host and unikernel rows do not need it
-
     append = guest.kernel_append(arch, {"bench": "blk", "dev": "/dev/vda", "reads": reads, "bs": block_size})
     with tempfile.TemporaryDirectory(prefix="unikio-stats-") as tmp:
         stats = Path(tmp) / "pread.stats"

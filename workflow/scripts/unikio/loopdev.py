@@ -29,7 +29,7 @@ def _losetup(args: list[str]) -> str:
     return proc.stdout.strip()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -50,12 +50,12 @@ def reap_stale(tmpfs: Path = TMPFS_DIR) -> list[str]:
     for dev in listing.get("loopdevices", []):
         back = (dev.get("back-file") or "").replace(" (deleted)", "")
         m = owner.match(back)
-        if m and not _pid_alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             subprocess.run(["losetup", "--detach", dev["name"]], capture_output=True, check=False)
             removed.append(dev["name"])
     for path in tmpfs.glob(PREFIX + "*"):
         m = owner.match(str(path))
-        if m and not _pid_alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             path.unlink(missing_ok=True)
             removed.append(str(path))
     return removed

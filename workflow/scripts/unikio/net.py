@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from . import guest, hostinfo, netns, solo5
+from . import guest, hostinfo, netns, results, solo5
 from .errors import PipelineError
 
 HOST_CIDR = "10.0.0.1/24"
@@ -49,7 +49,7 @@ def ping_all(ns: netns.NetNs, icmp_bench: Path, sizes: list[int], reps: int, pac
             log.write(proc.stdout + proc.stderr)
             if proc.returncode not in (0, 4):
                 raise PipelineError(f"icmp_bench failed with status {proc.returncode}: {proc.stderr.strip()}")
-            result = netns.parse_net_result(proc.stdout)
+            result = results.parse_net_result(proc.stdout)
             if proc.returncode == 4:
                 raise PipelineError(f"icmp_bench lost {result['lost']} of {packets} packets at size {size}, "
                                     f"more than net.max_loss_pct={max_loss_pct}")

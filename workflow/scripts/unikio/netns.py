@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .errors import PipelineError
-from .loopdev import _pid_alive, terminate_as_exit
+from .loopdev import pid_alive, terminate_as_exit
 
 _COUNTER = itertools.count()
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -37,12 +37,6 @@ _IP_TIMEOUT_S = 30.0
 
 _ROOT_HINT = "run the pipeline as root (e.g. sudo ./snakemake ...)"
 
-RESULT_NET_RE = re.compile(
-    r"RESULT net size=(?P<size>\d+) packets=(?P<packets>\d+) received=(?P<received>\d+)"
-    r" lost=(?P<lost>\d+) ignored=(?P<ignored>\d+) avg_ns=(?P<avg_ns>\d+) min_ns=(?P<min_ns>\d+)"
-    r" max_ns=(?P<max_ns>\d+) pps=(?P<pps>\d+(?:\.\d+)?)"
-)
-MAX_ICMP_PAYLOAD = 1472
 
 
 @dataclass(frozen=True)
@@ -116,7 +110,7 @@ def reap_stale(name_prefix: str) -> list[str]:
     removed = []
     for name in list_namespaces():
         pid = namespace_owner(name, name_prefix)
-        if pid is not None and not _pid_alive(pid):
+        if pid is not None and not pid_alive(pid):
             _delete(name)
             removed.append(name)
     return removed
@@ -168,37 +162,3 @@ def tap_namespace(name_prefix: str, host_cidr: str = "10.0.0.1/24", tap: str = "
             if name in list_namespaces():
                 raise PipelineError(f"network namespace {name} could not be deleted; remove it with 'ip netns delete'")
 
-
-def parse_net_result(text: str) -> dict[str, int | float]:
-    """The single `RESULT net ...` line of icmp_bench in text, checked for consistency.
-
-    Raises ValueError for a missing, repeated, malformed or self-contradictory line.
-    """
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("RESULT net")]
-    if len(lines) != 1:
-        raise ValueError(f"expected one 'RESULT net' line, found {len(lines)}")
-    m = RESULT_NET_RE.fullmatch(lines[0])
-    if not m:
-        raise ValueError(f"malformed 'RESULT net' line: {lines[0]!r}")
-    res: dict[str, int | float] = {k: int(v) for k, v in m.groupdict().items() if k != "pps"}
-    res["pps"] = float(m.group("pps"))
-    _check_net_result(res, lines[0])
-    return res
-
-
-def _check_net_result(res: dict[str, int | float], line: str) -> None:
-    problems = []
-    if res["size"] > MAX_ICMP_PAYLOAD:
-        problems.append(f"size above {MAX_ICMP_PAYLOAD}")
-    if res["packets"] < 1 or res["received"] + res["lost"] != res["packets"]:
-        problems.append("received + lost != packets")
-    if res["received"] == 0:
-        if res["avg_ns"] or res["min_ns"] or res["max_ns"] or res["pps"]:
-            problems.append("times without received packets")
-    elif not (0 < res["min_ns"] <= res["avg_ns"] <= res["max_ns"]):
-        problems.append("not min <= avg <= max")
-    elif abs(res["pps"] * res["avg_ns"] / 1e9 - 1) > 0.01:
-        # avg_ns is rounded down, so allow a little slack around pps = 1e9 / avg.
-        problems.append("pps != 1e9 / avg_ns")
-    if problems:
-        raise ValueError(f"inconsistent 'RESULT net' line ({'; '.join(problems)}): {line!r}")

@@ -20,6 +20,13 @@ NET_COLUMNS = [
     "min_rtt_ns", "max_rtt_ns", "pps", "lost", "host", "timestamp",
 ]
 
+RESULT_NET_RE = re.compile(
+    r"RESULT net size=(?P<size>\d+) packets=(?P<packets>\d+) received=(?P<received>\d+)"
+    r" lost=(?P<lost>\d+) ignored=(?P<ignored>\d+) avg_ns=(?P<avg_ns>\d+) min_ns=(?P<min_ns>\d+)"
+    r" max_ns=(?P<max_ns>\d+) pps=(?P<pps>\d+(?:\.\d+)?)"
+)
+MAX_ICMP_PAYLOAD = 1472
+
 _FIELD = re.compile(r"(\w+)=(\d+)")
 
 
@@ -84,3 +91,38 @@ def parse_exit_floor(text: str) -> dict[str, int]:
     if len(lines) != 1:
         raise ValueError(f"expected one 'exit_floor' line, found {len(lines)}")
     return _fields(lines[0], "exit_floor ", ("n", "total_ns"))
+
+
+def parse_net_result(text: str) -> dict[str, int | float]:
+    """The single `RESULT net ...` line of icmp_bench in text, checked for consistency.
+
+    Raises ValueError for a missing, repeated, malformed or self-contradictory line.
+    """
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("RESULT net")]
+    if len(lines) != 1:
+        raise ValueError(f"expected one 'RESULT net' line, found {len(lines)}")
+    m = RESULT_NET_RE.fullmatch(lines[0])
+    if not m:
+        raise ValueError(f"malformed 'RESULT net' line: {lines[0]!r}")
+    res: dict[str, int | float] = {k: int(v) for k, v in m.groupdict().items() if k != "pps"}
+    res["pps"] = float(m.group("pps"))
+    _check_net_result(res, lines[0])
+    return res
+
+
+def _check_net_result(res: dict[str, int | float], line: str) -> None:
+    problems = []
+    if res["size"] > MAX_ICMP_PAYLOAD:
+        problems.append(f"size above {MAX_ICMP_PAYLOAD}")
+    if res["packets"] < 1 or res["received"] + res["lost"] != res["packets"]:
+        problems.append("received + lost != packets")
+    if res["received"] == 0:
+        if res["avg_ns"] or res["min_ns"] or res["max_ns"] or res["pps"]:
+            problems.append("times without received packets")
+    elif not (0 < res["min_ns"] <= res["avg_ns"] <= res["max_ns"]):
+        problems.append("not min <= avg <= max")
+    elif abs(res["pps"] * res["avg_ns"] / 1e9 - 1) > 0.01:
+        # avg_ns is rounded down, so allow a little slack around pps = 1e9 / avg.
+        problems.append("pps != 1e9 / avg_ns")
+    if problems:
+        raise ValueError(f"inconsistent 'RESULT net' line ({'; '.join(problems)}): {line!r}")

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import guest, hostinfo, initramfs, net, netns, results
+from . import guest, hostinfo, initramfs, net, results
 from .errors import PipelineError
 
 ARCH = "aarch64"
@@ -335,8 +335,8 @@ def _check_net_args(sizes: Sequence[int], reps: int, packets: int, max_loss_pct:
     if not sizes:
         raise ValueError("sizes must not be empty")
     for size in sizes:
-        if not isinstance(size, int) or not 0 <= size <= netns.MAX_ICMP_PAYLOAD:
-            raise ValueError(f"ICMP data size must be 0..{netns.MAX_ICMP_PAYLOAD}, not {size!r}")
+        if not isinstance(size, int) or not 0 <= size <= results.MAX_ICMP_PAYLOAD:
+            raise ValueError(f"ICMP data size must be 0..{results.MAX_ICMP_PAYLOAD}, not {size!r}")
     if not 0 <= float(max_loss_pct) <= 100:
         raise ValueError(f"max_loss_pct must be 0..100, not {max_loss_pct!r}")
 
@@ -563,7 +563,7 @@ def net_rows(segments: Sequence[Segment], *, sizes: Sequence[int], reps: int, co
     rows = []
     for seg in mine:
         try:
-            result = netns.parse_net_result(seg.text)
+            result = results.parse_net_result(seg.text)
         except ValueError as exc:
             raise _bad(seg, exc, console_log) from None
         if result["size"] != seg.size:
