@@ -2,7 +2,8 @@
  * tender: minimal KVM monitor for Solo5-API unikernels.
  *
  * Generic part: command line, ELF loading, devices, hypercall handlers and
- * pread accounting. The per-arch vCPU setup and run loop live in arch_*.c.
+ * pread accounting. The per-arch vCPU setup lives in setup_<arch>.c, the run
+ * loop in run_<arch>.c, the KVM plumbing they share in kvm_common.c.
  *
  * Security model: the guest controls every byte of its memory, including
  * the hypercall argument structs. Every guest-physical address/length pair
@@ -41,6 +42,8 @@
 #define DEFAULT_MEM_MB 32
 #define MAX_MEM_MB    (HC_GUEST_MEM_MAX >> 20)
 #define MIN_MEM_MB    4
+#define SECTOR_MIN    512u          /* --block-sector-size range */
+#define SECTOR_MAX    32768u
 
 enum dev_type { DEV_BLOCK, DEV_NET };
 
@@ -51,6 +54,7 @@ struct device {
     int fd;
     /* block */
     uint64_t capacity, block_size;
+    uint64_t sector_size;   /* --block-sector-size, 0 = device default */
     bool direct;
     uint64_t dio_mem_align;
     /* net */
@@ -67,8 +71,17 @@ static unsigned n_net;
 static struct vm vm;
 static uint8_t *bounce;
 
-/* Experiment accounting (see write_stats()). */
-static uint64_t pread_calls, pread_ns;
+/*
+ * Block-read accounting, one definition for every monitor of the study:
+ * calls = host read syscalls serving guest block reads (a short read that
+ * needs a second pread() counts 2), ns = CLOCK_MONOTONIC time inside those
+ * syscalls only. Each successful guest block write adds the window to
+ * `setup` and restarts it, so `win` holds the reads after the guest's last
+ * write: the benchmarks write once right before their timed loop, which
+ * keeps the reads of their setup out of the window.
+ */
+struct pread_acct { uint64_t calls, ns; };
+static struct pread_acct win, setup;
 static const char *stats_path;
 
 volatile int tender_signalled;
@@ -107,8 +120,10 @@ static void write_stats(void)
                 p, strerror(errno));
         return;
     }
-    fprintf(f, "pread_calls=%llu pread_ns=%llu\n",
-            (unsigned long long)pread_calls, (unsigned long long)pread_ns);
+    fprintf(f, "pread_calls=%llu pread_ns=%llu setup_pread_calls=%llu "
+            "setup_pread_ns=%llu\n", (unsigned long long)win.calls,
+            (unsigned long long)win.ns, (unsigned long long)setup.calls,
+            (unsigned long long)setup.ns);
     if (fclose(f) != 0)
         fprintf(stderr, "tender: warning: error writing stats file %s: %s\n",
                 p, strerror(errno));
@@ -277,11 +292,25 @@ static void hc_block_acquire(uint64_t gpa)
     arg_out(gpa, &a, sizeof a);
 }
 
-/* Full-length positioned I/O; returns false on error or EOF. */
+/*
+ * Full-length positioned I/O; returns false on error or EOF. Each pread()
+ * is counted and timed on its own (see struct pread_acct), so the loop over
+ * short reads counts every syscall and nothing else is in the time.
+ */
 static bool pio_full(int fd, bool wr, uint8_t *buf, size_t len, off_t off)
 {
     while (len > 0) {
-        ssize_t n = wr ? pwrite(fd, buf, len, off) : pread(fd, buf, len, off);
+        ssize_t n;
+        if (wr) {
+            n = pwrite(fd, buf, len, off);
+        } else {
+            uint64_t t0 = now_ns();
+            n = pread(fd, buf, len, off);
+            int err = errno;            /* for the checks below */
+            win.ns += now_ns() - t0;
+            win.calls++;
+            errno = err;
+        }
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -312,11 +341,6 @@ static void hc_block_io(uint64_t gpa, bool wr)
     }
 
     bool ok = true;
-    uint64_t t0 = 0;
-    if (!wr) {
-        pread_calls++;
-        t0 = now_ns();
-    }
     if (!d->direct || ((uintptr_t)buf % d->dio_mem_align) == 0) {
         /* Buffered fd, or guest buffer happens to satisfy O_DIRECT. */
         ok = pio_full(d->fd, wr, buf, a.len, (off_t)a.offset);
@@ -324,7 +348,8 @@ static void hc_block_io(uint64_t gpa, bool wr)
         /*
          * O_DIRECT needs an aligned user buffer; guest buffers need not be,
          * so go through the preallocated bounce buffer. offset and length are
-         * multiples of block_size, which is >= the device's DIO alignment.
+         * multiples of block_size, itself a multiple of the device's DIO
+         * alignment, and so is BOUNCE_SIZE (a power of two above both).
          */
         uint64_t done = 0;
         while (ok && done < a.len) {
@@ -339,8 +364,12 @@ static void hc_block_io(uint64_t gpa, bool wr)
             done += chunk;
         }
     }
-    if (!wr)
-        pread_ns += now_ns() - t0;
+    if (wr && ok) {
+        /* Completed write: what was read so far becomes setup. */
+        setup.calls += win.calls;
+        setup.ns += win.ns;
+        win.calls = win.ns = 0;
+    }
     a.ret = ok ? HC_R_OK : HC_R_EUNSPEC;
     arg_out(gpa, &a, sizeof a);
 }
@@ -489,6 +518,61 @@ static void add_device(enum dev_type type, const char *spec, const char *opt)
     ndevices++;
 }
 
+/*
+ * --block-sector-size:NAME=N (as upstream Solo5 hvt): the block size the
+ * guest is told for NAME. Kept until all options are parsed so it may come
+ * before or after its --block.
+ */
+struct sector_req {
+    char name[HC_NAME_MAX];
+    uint64_t size;
+};
+static struct sector_req sector_reqs[MAX_DEVICES];
+static unsigned n_sector_reqs;
+
+static void add_sector_req(const char *spec)
+{
+    const char *eq = strchr(spec, '=');
+    if (!eq || !valid_dev_name(spec, (size_t)(eq - spec)))
+        die("bad --block-sector-size argument '%s' (expected NAME=N, NAME "
+            "of 1-%d chars [A-Za-z0-9_-])", spec, HC_NAME_MAX - 1);
+    const char *v = eq + 1;
+    char *endp;
+    errno = 0;
+    unsigned long long n = strtoull(v, &endp, 10);
+    /* Digits only: strtoull would take "-512", " 512" and "+512". */
+    if (*v < '0' || *v > '9' || errno || *endp || n < SECTOR_MIN ||
+            n > SECTOR_MAX || (n & (n - 1)) != 0)
+        die("bad --block-sector-size value '%s' for block '%.*s' (a power "
+            "of two, %u..%u)", v, (int)(eq - spec), spec, SECTOR_MIN,
+            SECTOR_MAX);
+    if (n_sector_reqs >= MAX_DEVICES)
+        die("too many --block-sector-size options (max %d)", MAX_DEVICES);
+    struct sector_req *r = &sector_reqs[n_sector_reqs];
+    memcpy(r->name, spec, (size_t)(eq - spec));
+    r->name[eq - spec] = '\0';
+    for (unsigned i = 0; i < n_sector_reqs; i++)
+        if (strcmp(sector_reqs[i].name, r->name) == 0)
+            die("duplicate --block-sector-size for block '%s'", r->name);
+    r->size = n;
+    n_sector_reqs++;
+}
+
+static void apply_sector_reqs(void)
+{
+    for (unsigned i = 0; i < n_sector_reqs; i++) {
+        const struct sector_req *r = &sector_reqs[i];
+        unsigned h = 0;
+        while (h < ndevices && !(devices[h].type == DEV_BLOCK &&
+                strcmp(devices[h].name, r->name) == 0))
+            h++;
+        if (h == ndevices)
+            die("--block-sector-size:%s given, but no --block:%s",
+                r->name, r->name);
+        devices[h].sector_size = r->size;
+    }
+}
+
 static void open_block(struct device *d, bool direct)
 {
     int fd = open(d->path, O_RDWR | O_CLOEXEC | (direct ? O_DIRECT : 0));
@@ -535,6 +619,17 @@ static void open_block(struct device *d, bool direct)
     }
     if (bs > BOUNCE_ALIGN || d->dio_mem_align > BOUNCE_ALIGN)
         die("block '%s': unsupported O_DIRECT alignment", d->name);
+    if (d->sector_size) {
+        /* Every guest offset/length is a multiple of the sector size, so
+         * this keeps each one valid for O_DIRECT. Without O_DIRECT, bs is
+         * 512 and any accepted size passes. */
+        if (d->sector_size % bs != 0)
+            die("block '%s': --block-sector-size %llu is not a multiple of "
+                "the %llu-byte alignment O_DIRECT needs on %s", d->name,
+                (unsigned long long)d->sector_size,
+                (unsigned long long)bs, d->path);
+        bs = d->sector_size;
+    }
     d->fd = fd;
     d->block_size = bs;
     d->capacity = size - size % bs;   /* a partial trailing block is unusable */
@@ -726,15 +821,23 @@ static void usage(void)
 {
     fprintf(stderr,
         "usage: tender [--mem=MB] [--block:NAME=PATH] [--block-direct]\n"
-        "              [--net:NAME=TAPIFNAME] [--stats=FILE] GUEST.elf "
-        "[ARGS...]\n"
+        "              [--block-sector-size:NAME=N] [--net:NAME=TAPIFNAME]\n"
+        "              [--stats=FILE] GUEST.elf [ARGS...]\n"
         "  --mem=MB          guest memory in MiB (default %d, %d..%llu)\n"
         "  --block:NAME=PATH attach file/block device PATH as block NAME\n"
         "  --block-direct    open block devices with O_DIRECT\n"
+        "  --block-sector-size:NAME=N\n"
+        "                    block size reported for NAME: a power of two,\n"
+        "                    %u..%u, a multiple of the O_DIRECT alignment\n"
+        "                    (default 512, or that alignment if larger)\n"
         "  --net:NAME=TAP    attach existing tap interface TAP as net NAME\n"
-        "  --stats=FILE      write 'pread_calls=N pread_ns=T' at exit\n"
-        "                    (also: env PREAD_STATS_FILE)\n",
-        DEFAULT_MEM_MB, MIN_MEM_MB, (unsigned long long)MAX_MEM_MB);
+        "  --stats=FILE      at exit, write one line 'pread_calls=N pread_ns=T\n"
+        "                    setup_pread_calls=N0 setup_pread_ns=T0': host\n"
+        "                    reads for guest block reads after / before the\n"
+        "                    guest's last block write (also: env\n"
+        "                    PREAD_STATS_FILE)\n",
+        DEFAULT_MEM_MB, MIN_MEM_MB, (unsigned long long)MAX_MEM_MB,
+        SECTOR_MIN, SECTOR_MAX);
     exit(1);
 }
 
@@ -761,6 +864,8 @@ int main(int argc, char **argv)
             add_device(DEV_BLOCK, a + 8, "--block");
         } else if (strcmp(a, "--block-direct") == 0) {
             direct = true;
+        } else if (strncmp(a, "--block-sector-size:", 20) == 0) {
+            add_sector_req(a + 20);
         } else if (strncmp(a, "--net:", 6) == 0) {
             add_device(DEV_NET, a + 6, "--net");
         } else if (strncmp(a, "--stats=", 8) == 0) {
@@ -779,6 +884,7 @@ int main(int argc, char **argv)
         usage();
     }
     const char *elf_path = argv[i++];
+    apply_sector_reqs();
 
     /* Guest command line: remaining args joined by single spaces. */
     char cmdline[HC_CMDLINE_MAX];

@@ -1,6 +1,7 @@
 /*
  * Internal interface between the generic tender (tender.c: CLI, ELF loader,
- * devices, hypercall handlers) and the per-arch KVM code (arch_*.c).
+ * devices, hypercall handlers) and the KVM code: kvm_common.c and the
+ * per-arch setup_<arch>.c and run_<arch>.c.
  */
 #ifndef TENDER_H
 #define TENDER_H
@@ -19,7 +20,7 @@ struct vm {
     uint64_t mem_size;
 };
 
-/* Print "tender: <msg>" and exit(1); for setup / host-side errors. */
+/* Print "tender: error: <msg>" and exit(1); for setup / host-side errors. */
 void die(const char *fmt, ...)
     __attribute__((noreturn, format(printf, 1, 2)));
 /* Guest misbehaved: report, write stats, exit(255). */

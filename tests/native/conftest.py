@@ -11,9 +11,10 @@ def build_x86(tmp_path_factory):
     out = tmp_path_factory.mktemp("build-x86_64")
     r = run_make("x86_64", out)
     assert r.returncode == 0, r.stdout + r.stderr
-    r = run_make("x86_64", out, f"GUEST_SRC={GUESTS / 'evil.c'}",
-                 "GUEST_NAME=evil", "guest")
-    assert r.returncode == 0, r.stdout + r.stderr
+    for name in ("evil", "blkwin"):
+        r = run_make("x86_64", out, f"GUEST_SRC={GUESTS / (name + '.c')}",
+                     f"GUEST_NAME={name}", "guest")
+        assert r.returncode == 0, r.stdout + r.stderr
     return out
 
 

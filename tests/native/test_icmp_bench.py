@@ -138,18 +138,30 @@ def csum(b):
         t = (t & 0xffff) + (t >> 16)
     return ~t & 0xffff
 
-def reply_to(f, seq, ident=None, src=None, eth_dst=None, icmp_type=0):
+def reply_to(f, seq, ident=None, src=None, eth_dst=None, icmp_type=0, damage=None):
     ip = bytearray(f[14:])
     ip[12:16], ip[16:20] = src or ip[16:20], ip[12:16]
-    ip[10:12] = b"\0\0"
-    ip[10:12] = struct.pack("!H", csum(bytes(ip[:20])))
     icmp = ip[20:]
     icmp[0] = icmp_type
     if ident is not None:
         icmp[4:6] = struct.pack("!H", ident)
     icmp[6:8] = struct.pack("!H", seq)
+    # Damage before the checksums are computed keeps them valid for it.
+    if damage == "payload":
+        icmp[8] ^= 0x01                 # one payload bit
+    elif damage == "zeros":
+        icmp[8:] = bytes(len(icmp) - 8)  # payload zeroed
+    elif damage == "short":
+        del icmp[-1]                    # one payload byte gone
+    ip[2:4] = struct.pack("!H", 20 + len(icmp))
+    ip[10:12] = b"\0\0"
+    ip[10:12] = struct.pack("!H", csum(bytes(ip[:20])))
     icmp[2:4] = b"\0\0"
     icmp[2:4] = struct.pack("!H", csum(bytes(icmp)))
+    if damage == "csum":
+        icmp[2] ^= 0x01                 # ICMP checksum wrong, payload right
+    elif damage == "ipcsum":
+        ip[10] ^= 0x01                  # IPv4 header checksum wrong
     return (eth_dst or f[6:12]) + me + b"\x08\x00" + bytes(ip[:20]) + bytes(icmp)
 
 print("ready", flush=True)
@@ -176,6 +188,10 @@ while time.monotonic() < end:
         s.send(f[6:12] + me + b"\x88\xb5" + bytes(46))
         if mode == "echo":
             s.send(reply_to(f, seq))
+        elif mode.startswith("alt-"):   # odd seq intact, even seq damaged
+            s.send(reply_to(f, seq, damage=None if seq % 2 else mode[4:]))
+        elif mode != "decoys" and mode != "arp":
+            s.send(reply_to(f, seq, damage=mode))
 '''
 
 
@@ -233,8 +249,34 @@ def test_unanswered_echo_counts_lost_and_exits_4(bench: Path, veth_ns: NetNs, re
     assert r.returncode == 4, r.stderr
     assert time.monotonic() - start < 10
     res = parse_net_result(r.stdout)
-    assert (res["packets"], res["received"], res["lost"]) == (5, 0, 5)
+    assert (res["packets"], res["received"], res["lost"], res["corrupt"]) == (5, 0, 5, 0)
     assert res["avg_ns"] == res["min_ns"] == res["max_ns"] == 0 and res["pps"] == 0
+    # 1 % of 5 allows no loss: the first one stops the run.
+    assert r.stderr == ("icmp_bench: 1 of 5 echoes lost, over --max-loss-pct 1: stopping, "
+                        "4 unsent counted as lost\n")
+
+
+@pytest.mark.parametrize("responder", ["arp"], indirect=True)
+def test_hung_guest_fails_in_about_budget_timeouts(bench: Path, veth_ns: NetNs, responder: object) -> None:
+    # 1 % of 1000 allows 10 losses: the 11th stops the run after ~1.1 s, not 1000 x 0.1 s.
+    start = time.monotonic()
+    r = _run(bench, veth_ns, "ib0", "--size", "8", "--count", "1000", "--timeout-ms", "100", timeout=60)
+    elapsed = time.monotonic() - start
+    assert r.returncode == 4, r.stderr
+    assert 1.0 < elapsed < 6
+    res = parse_net_result(r.stdout)
+    assert (res["packets"], res["received"], res["lost"], res["corrupt"]) == (1000, 0, 1000, 0)
+    assert r.stderr == ("icmp_bench: 11 of 1000 echoes lost, over --max-loss-pct 1: stopping, "
+                        "989 unsent counted as lost\n")
+
+
+@pytest.mark.parametrize("responder", ["arp"], indirect=True)
+def test_loss_on_last_echo_has_nothing_to_stop(bench: Path, veth_ns: NetNs, responder: object) -> None:
+    r = _run(bench, veth_ns, "ib0", "--size", "8", "--count", "1", "--timeout-ms", "100", timeout=30)
+    assert r.returncode == 4
+    assert r.stderr == ""
+    res = parse_net_result(r.stdout)
+    assert (res["packets"], res["received"], res["lost"]) == (1, 0, 1)
 
 
 @pytest.mark.parametrize("responder", ["arp"], indirect=True)
@@ -253,7 +295,7 @@ def test_answered_echo_all_received_decoys_ignored(bench: Path, veth_ns: NetNs, 
     assert r.returncode == 0, r.stderr
     res = parse_net_result(r.stdout)
     assert res["size"] == size
-    assert (res["packets"], res["received"], res["lost"]) == (count, count, 0)
+    assert (res["packets"], res["received"], res["lost"], res["corrupt"]) == (count, count, 0, 0)
     # Six decoys per echo; the kernel may add a few frames (IPv6 chatter) of its own.
     assert res["ignored"] >= 6 * count
     assert 0 < res["min_ns"] <= res["avg_ns"] <= res["max_ns"] < 1_000_000_000
@@ -261,9 +303,49 @@ def test_answered_echo_all_received_decoys_ignored(bench: Path, veth_ns: NetNs, 
 
 @pytest.mark.parametrize("responder", ["decoys"], indirect=True)
 def test_near_miss_replies_never_match(bench: Path, veth_ns: NetNs, responder: object) -> None:
-    # Wrong seq, id, source IP, destination MAC, ICMP type, ethertype: all ignored, so all lost.
-    r = _run(bench, veth_ns, "ib0", "--size", "32", "--count", "4", "--timeout-ms", "100", timeout=30)
+    # Wrong seq, id, source IP, destination MAC, ICMP type, ethertype: all ignored (not
+    # corrupt: none is the reply to our echo), so all lost. 100 % allowed: all 4 are sent.
+    r = _run(bench, veth_ns, "ib0", "--size", "32", "--count", "4", "--timeout-ms", "100",
+             "--max-loss-pct", "100", timeout=30)
+    assert r.returncode == 0, r.stderr
+    res = parse_net_result(r.stdout)
+    assert (res["received"], res["lost"], res["corrupt"]) == (0, 4, 0)
+    assert res["ignored"] >= 6 * 4
+
+
+@pytest.mark.parametrize("responder", ["payload", "zeros", "short", "csum", "ipcsum"], indirect=True)
+def test_damaged_reply_is_corrupt_never_received(bench: Path, veth_ns: NetNs, responder: object) -> None:
+    # Right id and seq, but one payload bit flipped / payload zeroed / one byte short (all with
+    # valid checksums), or a wrong ICMP / IPv4 checksum over the right bytes.
+    start = time.monotonic()
+    r = _run(bench, veth_ns, "ib0", "--size", "32", "--count", "5", "--timeout-ms", "2000",
+             "--max-loss-pct", "100", timeout=30)
+    assert r.returncode == 0, r.stderr
+    res = parse_net_result(r.stdout)
+    assert (res["packets"], res["received"], res["lost"], res["corrupt"]) == (5, 0, 5, 5)
+    assert res["avg_ns"] == res["min_ns"] == res["max_ns"] == 0 and res["pps"] == 0
+    assert res["ignored"] >= 6 * 5
+    # The damaged reply ends the wait: five 2 s timeouts would take 10 s.
+    assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize("responder", ["alt-payload", "alt-csum"], indirect=True)
+def test_only_intact_replies_are_received_and_timed(bench: Path, veth_ns: NetNs, responder: object) -> None:
+    # Odd seqs come back intact, even ones damaged: 5 of 10 lost is within 50 %.
+    r = _run(bench, veth_ns, "ib0", "--size", "32", "--count", "10", "--max-loss-pct", "50")
+    assert r.returncode == 0, r.stderr
+    res = parse_net_result(r.stdout)
+    assert (res["packets"], res["received"], res["lost"], res["corrupt"]) == (10, 5, 5, 5)
+    assert 0 < res["min_ns"] <= res["avg_ns"] <= res["max_ns"] < 1_000_000_000
+
+
+@pytest.mark.parametrize("responder", ["alt-csum"], indirect=True)
+def test_corruption_over_budget_stops_early(bench: Path, veth_ns: NetNs, responder: object) -> None:
+    # 10 % of 100 allows 10 losses; the 11th (seq 22) stops the run: 11 received (odd seqs
+    # 1..21), 11 corrupt, and the 78 unsent are lost but not corrupt.
+    r = _run(bench, veth_ns, "ib0", "--size", "16", "--count", "100", "--max-loss-pct", "10")
     assert r.returncode == 4, r.stderr
     res = parse_net_result(r.stdout)
-    assert (res["received"], res["lost"]) == (0, 4)
-    assert res["ignored"] >= 6 * 4
+    assert (res["packets"], res["received"], res["lost"], res["corrupt"]) == (100, 11, 89, 11)
+    assert r.stderr == ("icmp_bench: 11 of 100 echoes lost, over --max-loss-pct 10: stopping, "
+                        "78 unsent counted as lost\n")

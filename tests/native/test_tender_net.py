@@ -90,6 +90,22 @@ for seq, plen in enumerate([0, 1, 56, 999, 1472]):
         type=ric[0], code=ric[1], payload_ok=ric[8:] == payload,
         eth_dst=r[0:6].hex(), eth_src=r[6:12].hex()))
 
+# A request damaged after its checksum was computed: ping_serve does not sum
+# the payload, and its incremental update must keep the checksum wrong.
+payload = bytes(range(1, 65))
+icmp = struct.pack("!BBHHH", 8, 0, 0, 0x1234, 77) + payload
+icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
+icmp = icmp[:8] + bytes([icmp[8] ^ 0x10]) + icmp[9:]
+iph = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 77, 0, 64, 1, 0,
+                  ip2b(MY_IP), ip2b(GUEST_IP))
+iph = iph[:10] + struct.pack("!H", csum(iph)) + iph[12:]
+s.send(guest_mac + MY_MAC + b"\x08\x00" + iph + icmp)
+r = recv(lambda d: d[12:14] == b"\x08\x00" and d[23] == 1 and d[34] == 0 and
+         d[40:42] == struct.pack("!H", 77))
+out["damaged_echo"] = None if r is None else dict(
+    ip_csum_ok=csum(r[14:34]) == 0, icmp_csum_ok=csum(r[34:]) == 0,
+    payload_echoed=r[42:] == icmp[8:])
+
 # Echo to another IP must be ignored
 iph = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 99, 0, 64, 1, 0,
                   ip2b(MY_IP), ip2b("10.0.0.77"))
@@ -160,6 +176,9 @@ def test_ping_serve_netns(build_x86):
             assert e["payload_ok"] and e["eth_dst"] == "020000000001"
             assert e["eth_src"] == arp["sha"]
         assert not res["echo_other"]
+        damaged = res["damaged_echo"]
+        assert damaged == {"ip_csum_ok": True, "icmp_csum_ok": False,
+                           "payload_echoed": True}, damaged
         assert proc.poll() is None, "tender exited early"
     finally:
         if proc is not None:

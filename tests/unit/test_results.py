@@ -1,5 +1,5 @@
 import pytest
-from unikio import blk, results
+from unikio import results
 
 
 def test_parse_blk_result_among_other_output():
@@ -31,13 +31,47 @@ def test_row_has_every_contract_column(tmp_path):
     results.write_row(tmp_path / "row.json", row)
 
 
-@pytest.mark.parametrize("reads,bs,mib", [(1, 512, 1), (2048, 512, 1), (2049, 512, 2), (100000, 512, 49)])
-def test_disk_has_room_for_every_read(reads, bs, mib):
-    assert blk.disk_bytes(reads, bs) == mib << 20
-
-
 def test_parse_exit_floor():
     assert results.parse_exit_floor("exit_floor n=10 total_ns=80000 ns_per_exit=8000\n") == {
         "n": 10, "total_ns": 80000}
     with pytest.raises(ValueError):
         results.parse_exit_floor("exit_floor n=10\n")
+
+
+def test_parse_pread_stats_reads_the_window_of_the_four_field_line():
+    # Monitors write the benchmark window first, then the setup reads before the last write.
+    line = "pread_calls=1000 pread_ns=5000 setup_pread_calls=1 setup_pread_ns=70\n"
+    assert results.parse_pread_stats(line) == {"pread_calls": 1000, "pread_ns": 5000}
+
+
+NET = ("RESULT net size=56 packets=1000 received=996 lost=4 corrupt=1 ignored=3 "
+       "avg_ns=438603 min_ns=422040 max_ns=501439 pps=2279.96")
+
+
+def test_parse_net_result_with_corrupt():
+    assert results.parse_net_result("icmp_bench: note\n" + NET + "\n") == {
+        "size": 56, "packets": 1000, "received": 996, "lost": 4, "corrupt": 1, "ignored": 3,
+        "avg_ns": 438603, "min_ns": 422040, "max_ns": 501439, "pps": 2279.96,
+    }
+
+
+@pytest.mark.parametrize("lost, corrupt", [(4, 0), (4, 4), (1000, 1000)])
+def test_parse_net_result_corrupt_up_to_lost(lost, corrupt):
+    line = (f"RESULT net size=0 packets=1000 received={1000 - lost} lost={lost} corrupt={corrupt} ignored=0 "
+            + ("avg_ns=500 min_ns=400 max_ns=600 pps=2000000.00" if lost < 1000
+               else "avg_ns=0 min_ns=0 max_ns=0 pps=0.00"))
+    res = results.parse_net_result(line)
+    assert (res["lost"], res["corrupt"]) == (lost, corrupt)
+
+
+@pytest.mark.parametrize("text, problem", [
+    (NET.replace("corrupt=1", "corrupt=5"), "corrupt > lost"),
+    (NET.replace("lost=4 corrupt=1", "lost=4"), "malformed"),           # the field is required
+    (NET.replace("lost=4 corrupt=1", "corrupt=1 lost=4"), "malformed"),  # right after lost=
+    (NET.replace("corrupt=1", "corrupt=-1"), "malformed"),
+    (NET.replace("corrupt=1", "corrupt=x"), "malformed"),
+    (NET.replace("received=996", "received=997"), "received \\+ lost != packets"),
+])
+def test_parse_net_result_rejects(text, problem):
+    with pytest.raises(ValueError, match=problem):
+        results.parse_net_result(text)

@@ -22,8 +22,8 @@ NET_COLUMNS = [
 
 RESULT_NET_RE = re.compile(
     r"RESULT net size=(?P<size>\d+) packets=(?P<packets>\d+) received=(?P<received>\d+)"
-    r" lost=(?P<lost>\d+) ignored=(?P<ignored>\d+) avg_ns=(?P<avg_ns>\d+) min_ns=(?P<min_ns>\d+)"
-    r" max_ns=(?P<max_ns>\d+) pps=(?P<pps>\d+(?:\.\d+)?)"
+    r" lost=(?P<lost>\d+) corrupt=(?P<corrupt>\d+) ignored=(?P<ignored>\d+)"
+    r" avg_ns=(?P<avg_ns>\d+) min_ns=(?P<min_ns>\d+) max_ns=(?P<max_ns>\d+) pps=(?P<pps>\d+(?:\.\d+)?)"
 )
 MAX_ICMP_PAYLOAD = 1472
 
@@ -116,6 +116,9 @@ def _check_net_result(res: dict[str, int | float], line: str) -> None:
         problems.append(f"size above {MAX_ICMP_PAYLOAD}")
     if res["packets"] < 1 or res["received"] + res["lost"] != res["packets"]:
         problems.append("received + lost != packets")
+    if res["corrupt"] > res["lost"]:
+        # A corrupted reply is never received: it is one of the lost.
+        problems.append("corrupt > lost")
     if res["received"] == 0:
         if res["avg_ns"] or res["min_ns"] or res["max_ns"] or res["pps"]:
             problems.append("times without received packets")
