@@ -188,8 +188,12 @@ def _reconstruction(tmp_path: Path) -> Path:
     text is kept in the repository.
     """
     lines = [f"/* upstream line {n} */" for n in range(1, 161)]
-    for n, text in solo5upstream.PATCH_ANCHORS[BLK]:
-        lines[n - 1] = text
+    for patch in PATCHES:
+        for (path, n), text in patching.anchors(patch).items():
+            assert path == BLK
+            lines[n - 1] = text
+    lines[31] = "#include <unistd.h>"
+    lines[37] = '#include "../common/block_attach.h"'
     lines[24] = "#define _GNU_SOURCE"
     lines[25] = "#define _FILE_OFFSET_BITS 64"
     lines[27] = "#include <err.h>"
@@ -213,7 +217,7 @@ def test_patch_targets_are_checked_then_the_patch_lands_after_the_anchor(tmp_pat
     tree = _reconstruction(tmp_path)
     before = (tree / BLK).read_text().splitlines()
     solo5upstream.check_patch_targets(tree)
-    patching.apply(tree, PATCHES, io.StringIO())
+    patching.apply(tree, PATCHES, io.StringIO(), solo5upstream.MISFIT_HINT)
     after = (tree / BLK).read_text().splitlines()
     added = len(after) - len(before)
     assert added > 0
@@ -227,8 +231,9 @@ def test_patch_targets_refuse_a_different_tree(tmp_path):
     tree = _reconstruction(tmp_path)
     lines = (tree / BLK).read_text().splitlines()
     (tree / BLK).write_text("\n".join(["/* one more line */", *lines]) + "\n")
-    with pytest.raises(PipelineError, match="solo5.upstream.commit"):
-        solo5upstream.check_patch_targets(tree)
+    misfit = r"hvt_module_blk.c:43 is '/\* upstream line 42 \*/'.*solo5.upstream.commit"
+    with pytest.raises(PipelineError, match=misfit):
+        patching.apply(tree, PATCHES, io.StringIO(), solo5upstream.MISFIT_HINT)
     lines[20] = "static ssize_t early(int f, void *b) { return pread(f, b, 1, 0); }"
     (tree / BLK).write_text("\n".join(lines) + "\n")
     with pytest.raises(PipelineError, match="before the patch's insertion point"):
@@ -256,7 +261,7 @@ int main(int argc, char **argv)
 {
     off_t cap;
     int fd = blk_attach(argv[1], &cap), ref = open(argv[1], O_RDONLY);
-    unsigned reads = (unsigned)atoi(argv[2]);
+    unsigned reads = (unsigned)atoi(argv[2]), later = (unsigned)atoi(argv[3]);
     unsigned char want[512];
     for (unsigned i = 0; i < reads; i++) {
         size_t mis = (size_t[]){0, 1, 100, 511, 512, 4095}[i % 6];
@@ -273,6 +278,10 @@ int main(int argc, char **argv)
     if (blk_write(fd, mem, 10, 2048 + 7) != 10 || (pread)(ref, want, 512, 2048) != 512 || want[6] != 6
             || want[7] != 0xcd || want[16] != 0xcd || want[17] != 17)
         return 12;
+    /* After the last write: the benchmark window. */
+    for (unsigned i = 0; i < later; i++)
+        if (blk_read(fd, mem + 1, 512, (off_t)i * 512) != 512)
+            return 13;
     return (fcntl(fd, F_GETFL) & O_DIRECT) ? 0 : 1;
 }
 """
@@ -283,7 +292,7 @@ def test_patched_code_compiles_counts_reads_and_bounces_unaligned_direct_io(tmp_
     if shutil.which("gcc") is None:
         pytest.skip("needs gcc")
     tree = _reconstruction(tmp_path)
-    patching.apply(tree, PATCHES, io.StringIO())
+    patching.apply(tree, PATCHES, io.StringIO(), solo5upstream.MISFIT_HINT)
     hvt = tree / "tenders" / "hvt"
     (hvt / "harness.c").write_text('#include "hvt_module_blk.c"\n' + HARNESS)
     exe = tmp_path / "harness"
@@ -298,16 +307,18 @@ def test_patched_code_compiles_counts_reads_and_bounces_unaligned_direct_io(tmp_
         env["PREAD_STATS_FILE"] = str(stats)
         if direct:
             env["SOLO5_BLOCK_DIRECT"] = direct
-        proc = subprocess.run([str(exe), str(disk), "60"], env=env, capture_output=True, text=True, check=False)
+        proc = subprocess.run([str(exe), str(disk), "60", "7"], env=env, capture_output=True, text=True,
+                              check=False)
         if direct and "cannot set O_DIRECT" in proc.stderr:
             pytest.skip(f"{tmp_path} does not support O_DIRECT")
         assert proc.returncode == (0 if direct else 1), proc.stderr
         text = stats.read_text()
-        assert re.fullmatch(r"pread_calls=60 pread_ns=\d+\n", text), text
+        # Reads before the last write are setup; the 7 after it are the window (one syscall each).
+        assert re.fullmatch(r"pread_calls=7 pread_ns=\d+ setup_pread_calls=60 setup_pread_ns=\d+\n", text), text
         assert results.parse_pread_stats(text)["pread_ns"] > 0
     del env["PREAD_STATS_FILE"]
     stats.unlink()
-    subprocess.run([str(exe), str(disk), "6"], env=env, check=True)
+    subprocess.run([str(exe), str(disk), "6", "1"], env=env, check=True)
     assert not stats.exists()
 
 
@@ -390,14 +401,14 @@ def test_upstream_hvt_builds_and_runs_blk_bench(tmp_path, repo):
         tree = tmp_path / "solo5"
         solo5upstream.fetch(cfg, tree, log)
         solo5upstream.check_patch_targets(tree)
-        patching.apply(tree, PATCHES, log)
+        patching.apply(tree, PATCHES, log, solo5upstream.MISFIT_HINT)
         solo5upstream.build(tree, log)
         arch = os.uname().machine
         app = repo / "native" / "unikernels" / "blk_bench"
         out = tmp_path / "blk_bench.hvt"
         solo5upstream.build_app(tree, app, app / "manifest.json", out, arch, log)
     disk = tmp_path / "disk.img"
-    disk.write_bytes(bytes(1 << 20))
+    disk.write_bytes(bytes(k * 7 % 251 for k in range(1 << 20)))
     stats = tmp_path / "pread.stats"
     for misalign in (0, 1):
         argv = solo5upstream.run_command(tree, out, 32, block=disk, args=["reads=1000", f"misalign={misalign}"])
@@ -406,4 +417,7 @@ def test_upstream_hvt_builds_and_runs_blk_bench(tmp_path, repo):
         assert proc.returncode == 0, proc.stdout + proc.stderr + log_path.read_text()[-3000:]
         result = results.parse_blk_result(proc.stdout)
         assert result["reads"] == 1000 and result["block_size"] == 512
-        assert results.parse_pread_stats(stats.read_text())["pread_calls"] == 1000
+        # The window: exactly the timed reads; before it, blk_bench's read of the block it rewrites.
+        assert re.fullmatch(r"pread_calls=1000 pread_ns=\d+ setup_pread_calls=1 setup_pread_ns=\d+\n",
+                            stats.read_text()), stats.read_text()
+    assert disk.read_bytes() == bytes(k * 7 % 251 for k in range(1 << 20))  # the rewrite changed nothing

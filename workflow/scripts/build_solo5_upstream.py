@@ -15,7 +15,7 @@ def body(log):
         shutil.rmtree(tree)
     shutil.copytree(sm.input.tree, tree, symlinks=True)
     solo5upstream.check_patch_targets(tree)
-    patching.apply(tree, [Path(p) for p in sm.input.patches], log)
+    patching.apply(tree, [Path(p) for p in sm.input.patches], log, misfit_hint=solo5upstream.MISFIT_HINT)
     solo5upstream.build(tree, log, sm.wildcards.arch)
     for app in ("blk_bench", "ping_serve"):
         solo5upstream.build_app(tree, APPS / app, APPS / app / "manifest.json", Path(sm.output[app]),

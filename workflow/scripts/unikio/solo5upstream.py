@@ -5,9 +5,9 @@ Fetch (`fetch`): from `solo5.upstream.git` (a shallow clone of `solo5.upstream.t
 `solo5.upstream.sha256`). A git source must be at the pinned `solo5.upstream.commit`. There is no
 fallback to the builtin provider: every failure is a `PipelineError` naming the config keys.
 
-Patch: `check_patch_targets` confirms that the fetched tree has the lines our zero-context patches in
-`patches/solo5/` are positioned against (zero-context hunks carry no text `patch` could check), then
-`patching.apply` applies them.
+Patch: `patching.apply` checks the anchors each zero-context patch in `patches/solo5/` names around its
+insertion point (zero-context hunks carry no text `patch` could check) and applies it; `check_patch_targets`
+checks that the calls the patch routes through its wrappers all come after that point.
 
 Build: `build_commands` / `build` (`./configure.sh && make`), `app_build_commands` (manifest, compile
 with the Solo5 `-cc` wrapper, link with `-ld -z solo5-abi=hvt`) and `run_command` (`solo5-hvt`).
@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from . import procs
 from .aptsrc import sha256_file
 from .errors import PipelineError
 
@@ -46,20 +47,12 @@ ELFTOOL = Path("elftool/solo5-elftool")
 APP_CFLAGS = ("-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fno-tree-loop-distribute-patterns",
               "-fno-asynchronous-unwind-tables", "-mgeneral-regs-only")
 
-# What our patches are positioned against in the Solo5 v0.9.3 tree: (line number, exact line) pairs,
-# and the calls that must come after the insertion point so that the macros the patch defines there
-# reach them.
-PATCH_ANCHORS: dict[str, list[tuple[int, str]]] = {
-    "tenders/hvt/hvt_module_blk.c": [
-        (32, "#include <unistd.h>"),
-        (38, '#include "../common/block_attach.h"'),
-        (43, "static struct mft *host_mft;"),
-    ],
+# Calls that must come after the block our patch inserts (after line 43, pinned by the patch's anchors), so
+# that the macros it defines there reach them.
+PATCH_ROUTED_CALLS: dict[str, tuple[int, tuple[str, ...]]] = {
+    "tenders/hvt/hvt_module_blk.c": (43, ("pread(", "pwrite(", "block_attach(")),
 }
-PATCH_INSERT_AFTER: dict[str, int] = {"tenders/hvt/hvt_module_blk.c": 43}
-PATCH_ROUTED_CALLS: dict[str, tuple[str, ...]] = {
-    "tenders/hvt/hvt_module_blk.c": ("pread(", "pwrite(", "block_attach("),
-}
+MISFIT_HINT = "fix solo5.upstream.commit/solo5.upstream.local or patches/solo5/"
 
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -74,14 +67,12 @@ def _run(argv: Sequence[str | Path], log: IO[str], cwd: Path | None = None,
     args = [str(a) for a in argv]
     log.write("$ " + " ".join(args) + (f"    (in {cwd})" if cwd else "") + "\n")
     log.flush()
-    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
     try:
-        proc = subprocess.run(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, check=False, timeout=timeout_s)
-    except subprocess.TimeoutExpired as e:
-        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        log.write(out + f"\n[timed out after {timeout_s} s]\n")
-        return subprocess.CompletedProcess(args, 124, out)
+        proc = procs.run(args, timeout_s=timeout_s, cwd=cwd, env={"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
+                         stderr=subprocess.STDOUT)
+    except subprocess.TimeoutExpired:
+        log.write(f"\n[timed out after {timeout_s} s]\n")
+        return subprocess.CompletedProcess(args, 124, "")
     log.write(proc.stdout)
     log.flush()
     return proc
@@ -210,29 +201,24 @@ def fetch(source: dict, dest: Path, log: IO[str]) -> dict:
 # ---------------------------------------------------------------- patch targets
 
 def check_patch_targets(tree: Path) -> None:
-    """Refuse a tree whose files differ where our zero-context patches insert their lines.
+    """Refuse a tree in which our macros would not reach the calls they must route.
 
-    Zero-context hunks give `patch` nothing to compare, so on a different Solo5 they would land in the
-    wrong place silently; this check turns that into an error naming the config keys.
+    The patch's anchors (checked by patching.apply) pin its insertion point;
+    this checks what comes after it: every call it instruments is there, and
+    none comes before.
     """
-    for rel, anchors in PATCH_ANCHORS.items():
+    for rel, (after, calls) in PATCH_ROUTED_CALLS.items():
         path = tree / rel
-        where = "fix solo5.upstream.commit/solo5.upstream.local or patches/solo5/"
         if not path.is_file():
-            raise PipelineError(f"{rel} is missing from the fetched Solo5 tree; {where}")
+            raise PipelineError(f"{rel} is missing from the fetched Solo5 tree; {MISFIT_HINT}")
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        for number, text in anchors:
-            found = lines[number - 1].strip() if number <= len(lines) else "(end of file)"
-            if found != text:
-                raise PipelineError(f"{rel}:{number} is {found!r}, our patch expects {text!r}; {where}")
-        after = PATCH_INSERT_AFTER[rel]
-        for call in PATCH_ROUTED_CALLS[rel]:
+        for call in calls:
             early = [n for n, line in enumerate(lines[:after], 1) if call in line]
             if early:
                 raise PipelineError(f"{rel}:{early[0]} calls {call[:-1]}() before the patch's insertion point "
-                                    f"(line {after}); {where}")
+                                    f"(line {after}); {MISFIT_HINT}")
             if not any(call in line for line in lines[after:]):
-                raise PipelineError(f"{rel} has no {call[:-1]}() call for the patch to instrument; {where}")
+                raise PipelineError(f"{rel} has no {call[:-1]}() call for the patch to instrument; {MISFIT_HINT}")
 
 
 # ---------------------------------------------------------------- build
