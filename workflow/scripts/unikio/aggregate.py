@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from .results import BLK_COLUMNS, NET_COLUMNS
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 STUDY_READS = 100_000  # reads per run in the original study
 STUDY_BLOCK_SIZE = 512
@@ -17,7 +22,13 @@ BLK_TABLE_COLUMNS = ["platform", "accel", "testbed", "runs", "reads", "block_siz
                      "pread_ms", "pread_sd", "guest_monitor_ms", "guest_monitor_sd", "cv_total", "us_per_read",
                      "note"]
 NET_TABLE_COLUMNS = ["platform", "accel", "testbed", "data_bytes", "runs", "packets", "pps", "pps_sd", "avg_rtt_us",
-                     "lost", "note"]
+                     "lost_pct", "note"]
+OVERHEAD_TABLE_COLUMNS = ["platform", "accel", "testbed", "runs", "total_ns_per_read", "pread_ns_per_read",
+                          "overhead_ns_per_read", "exit_floor_ns", "overhead_over_floor"]
+NOT_PERFORMANCE = "emulated: not a performance result"
+# Counts stay integers in the written tables even where a not-measured row leaves them empty.
+_INT_COLUMNS = ("runs", "reads", "block_size", "data_bytes", "packets")
+NAN = float("nan")
 
 
 def collect_rows(paths: list[Path], columns: list[str] = BLK_COLUMNS) -> pd.DataFrame:
@@ -35,12 +46,34 @@ def _label(platform: str, provider: str) -> str:
     return f"{platform} ({provider})" if provider else platform
 
 
+def _not_performance(accel: object, testbed: object) -> bool:
+    """TCG guests and anything inside the emulated testbed time the emulator, not the platform."""
+    return accel == "tcg" or testbed == "emulated"
+
+
+def _not_measured(platform: str, skipped: dict[str, str]) -> dict[str, object]:
+    """The start of a row for a configured platform without runs: why, and no accel or testbed."""
+    return {"platform": platform, "accel": None, "testbed": None,
+            "note": "not measured: " + skipped.get(platform, "no runs")}
+
+
+def _reference(ref: pd.DataFrame, host: str, platform: str, column: str, size: int | None = None) -> float:
+    """One original value, NaN where the study has none."""
+    sel = (ref["host"] == host) & (ref["platform"] == platform)
+    if size is not None:
+        sel &= ref["icmp_data_bytes"] == size
+    hit = ref.loc[sel, column]
+    return float(hit.iloc[0]) if len(hit) else NAN
+
+
 def blk_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str,
               platforms: list[str], skipped: dict[str, str]) -> pd.DataFrame:
     """The study's Table 5.4–5.6 shape for one arch: mean and spread per platform.
 
     Times are in ms for the configured number of reads; `us_per_read` and the
     ratio to each original host are per read, so they compare across read counts.
+    Ratios are left empty for rows that are not performance results (TCG, emulated
+    testbed) and for block sizes other than the study's; the study's values stay.
     """
     ours = runs[runs["arch"] == arch].copy()
     ours["provider"] = ours["provider"].fillna("")
@@ -50,43 +83,42 @@ def blk_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str,
     records = []
     for platform in platforms:
         mine = ours[ours["platform"] == platform]
-        groups = list(mine.groupby(["provider", "accel", "testbed"], dropna=False)) or [(("", "", ""), None)]
-        for (provider, accel, testbed), g in groups:
-            rec: dict[str, object] = {"platform": _label(platform, provider), "accel": accel,
-                                      "testbed": testbed}
-            if g is None:
-                rec["note"] = "not measured: " + skipped.get(platform, "no runs")
-            else:
-                total_ms = g["total_ns"] / NS_PER_MS
-                pread_ms = g["pread_ns"] / NS_PER_MS
-                gm_ms = g["guest_monitor_ns"] / NS_PER_MS
-                reads = int(g["reads"].iloc[0])
-                per_read_us = (g["total_ns"] / g["reads"]).mean() / 1e3
-                rec.update({
-                    "runs": len(g), "reads": reads, "block_size": int(g["block_size"].iloc[0]),
-                    "total_ms": total_ms.mean(), "total_sd": total_ms.std(ddof=1),
-                    "pread_ms": pread_ms.mean(), "pread_sd": pread_ms.std(ddof=1),
-                    "guest_monitor_ms": gm_ms.mean(), "guest_monitor_sd": gm_ms.std(ddof=1),
-                    "cv_total": total_ms.std(ddof=1) / total_ms.mean() if len(g) > 1 else float("nan"),
-                    "us_per_read": per_read_us,
-                    "note": "emulated: not a performance result" if accel == "tcg" or testbed == "emulated" else "",
-                })
+        if mine.empty:
+            rec = _not_measured(platform, skipped)
             for host in ref_hosts:
-                orig = ref[(ref["host"] == host) & (ref["platform"] == platform)]
-                orig_ms = float(orig["total_ms"].iloc[0]) if len(orig) else float("nan")
+                rec[f"{host}_total_ms"] = _reference(ref, host, platform, "total_ms")
+                rec[f"ratio_{host}"] = NAN
+            records.append(rec)
+            continue
+        for (provider, accel, testbed), g in mine.groupby(["provider", "accel", "testbed"], dropna=False):
+            total_ms = g["total_ns"] / NS_PER_MS
+            pread_ms = g["pread_ns"] / NS_PER_MS
+            gm_ms = g["guest_monitor_ns"] / NS_PER_MS
+            block_size = int(g["block_size"].iloc[0])
+            per_read_us = (g["total_ns"] / g["reads"]).mean() / 1e3
+            rec = {
+                "platform": _label(platform, provider), "accel": accel, "testbed": testbed,
+                "runs": len(g), "reads": int(g["reads"].iloc[0]), "block_size": block_size,
+                "total_ms": total_ms.mean(), "total_sd": total_ms.std(ddof=1),
+                "pread_ms": pread_ms.mean(), "pread_sd": pread_ms.std(ddof=1),
+                "guest_monitor_ms": gm_ms.mean(), "guest_monitor_sd": gm_ms.std(ddof=1),
+                "cv_total": total_ms.std(ddof=1) / total_ms.mean() if len(g) > 1 else NAN,
+                "us_per_read": per_read_us,
+                "note": NOT_PERFORMANCE if _not_performance(accel, testbed) else "",
+            }
+            comparable = block_size == STUDY_BLOCK_SIZE and not _not_performance(accel, testbed)
+            for host in ref_hosts:
+                orig_ms = _reference(ref, host, platform, "total_ms")
                 rec[f"{host}_total_ms"] = orig_ms
-                comparable = g is not None and int(g["block_size"].iloc[0]) == STUDY_BLOCK_SIZE
-                rec[f"ratio_{host}"] = (
-                    rec["us_per_read"] / (orig_ms * 1e3 / STUDY_READS) if comparable and len(orig) else float("nan")
-                )
+                rec[f"ratio_{host}"] = per_read_us / (orig_ms * 1e3 / STUDY_READS) if comparable else NAN
             records.append(rec)
     return _ordered(pd.DataFrame.from_records(records), BLK_TABLE_COLUMNS)
 
 
 def _ordered(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Contract columns first; rows measured in the emulated testbed after the others."""
-    first = [c for c in columns if c in table.columns]
-    table = table[first + [c for c in table.columns if c not in first]]
+    """Every contract column first (empty if no row fills it); rows in the emulated testbed after the others."""
+    table = table.reindex(columns=columns + [c for c in table.columns if c not in columns])
+    table = table.astype({c: "Int64" for c in _INT_COLUMNS if c in table.columns})
     if "testbed" in table:
         table = table.sort_values("testbed", key=lambda t: t.eq("emulated"), kind="stable").reset_index(drop=True)
     return table
@@ -113,24 +145,41 @@ def _our_panels(table: pd.DataFrame, value_col: str) -> list[tuple[str, pd.DataF
     return [(title, rows) for title, rows in panels if len(rows)] or [("this pipeline", measured)]
 
 
-def _figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, value_col: str, width: float):
+def _figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, value_col: str, width: float
+            ) -> tuple[pd.DataFrame, pd.DataFrame, list[str], list[tuple[str, pd.DataFrame]], Figure, list[Axes]]:
     """Shared set-up: (table with notes as text, reference rows, reference hosts, our panels, figure, axes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure, not pyplot: no global figure registry to leak into, and callers may inspect it after saving.
+    from matplotlib.figure import Figure
 
     ref = reference[reference["arch"] == arch]
     ref_hosts = list(dict.fromkeys(ref["host"]))
     table = table.assign(note=table["note"].fillna("").astype(str))
     panels = _our_panels(table, value_col)
     n = len(panels) + len(ref_hosts)
-    fig, axes = plt.subplots(1, n, figsize=(width * n + 0.5, 4), squeeze=False)
+    fig = Figure(figsize=(width * n + 0.5, 4))
+    axes = fig.subplots(1, n, squeeze=False)
     return table, ref, ref_hosts, panels, fig, list(axes[0])
 
 
-def blk_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Path) -> None:
-    """Stacked bars (pread vs guest+monitor, µs per read): ours beside the study's."""
+def _blk_title(table: pd.DataFrame, arch: str) -> str:
+    """The figure title, naming the block size our bars were read with (each, if they differ)."""
+    measured = table[table["us_per_read"].notna() & table["block_size"].notna()]
+    by_size: dict[int, list[str]] = {}
+    for platform, size in zip(measured["platform"], measured["block_size"], strict=True):
+        by_size.setdefault(int(size), []).append(platform)
+    study = f"the study's: {STUDY_BLOCK_SIZE}-byte"
+    if len(by_size) == 1:
+        (size,) = by_size
+        return (f"Block reads ({arch}): time per {size}-byte O_DIRECT read"
+                + ("" if size == STUDY_BLOCK_SIZE else f" ({study})"))
+    if not by_size:
+        return f"Block reads ({arch}): time per O_DIRECT read ({study})"
+    sizes = "; ".join(f"{size} B: {', '.join(dict.fromkeys(names))}" for size, names in sorted(by_size.items()))
+    return f"Block reads ({arch}): time per O_DIRECT read, block sizes differ ({sizes}; {study})"
+
+
+def blk_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Path) -> Figure:
+    """Stacked bars (pread vs guest+monitor, µs per read): ours beside the study's; writes PNG and PDF."""
     table, ref, ref_hosts, panels, fig, axes = _figure(table, reference, arch, "us_per_read", 3.8)
     for ax, (title, rows) in zip(axes, panels, strict=False):
         if rows.empty:
@@ -158,7 +207,8 @@ def blk_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Pa
         ax.bar(x, rest, bottom=pread, color="#dd8452")
         ax.set_xticks(x, list(rows["platform"]), rotation=20, ha="right", fontsize=8)
         ax.set_title(f"original study: {host}", fontsize=9)
-    _finish(fig, table, f"Block reads ({arch}): time per {STUDY_BLOCK_SIZE}-byte O_DIRECT read", stem)
+    _finish(fig, table, _blk_title(table, arch), stem)
+    return fig
 
 
 def overhead_table(runs: pd.DataFrame, arch: str, floor: dict[str, int]) -> pd.DataFrame:
@@ -174,14 +224,30 @@ def overhead_table(runs: pd.DataFrame, arch: str, floor: dict[str, int]) -> pd.D
         rec = {"platform": _label(platform, provider if isinstance(provider, str) else ""), "accel": accel,
                "testbed": testbed, "runs": len(g), "total_ns_per_read": total, "pread_ns_per_read": pread,
                "overhead_ns_per_read": total - pread, "exit_floor_ns": floor_ns,
-               "overhead_over_floor": (total - pread) / floor_ns if platform != "host" else float("nan")}
+               "overhead_over_floor": (total - pread) / floor_ns if platform != "host" else NAN}
         records.append(rec)
-    return pd.DataFrame.from_records(records)
+    # Explicit columns: an arch with no host or tender runs still gets a table with a header.
+    return _ordered(pd.DataFrame.from_records(records, columns=OVERHEAD_TABLE_COLUMNS), OVERHEAD_TABLE_COLUMNS)
+
+
+def _net_reference(ref: pd.DataFrame, ref_hosts: list[str], platform: str, size: int | None,
+                   pps: float) -> dict[str, float]:
+    """Each original host's pps for this platform and size, and ours over it (NaN pps: no ratio)."""
+    out = {}
+    for host in ref_hosts:
+        orig = _reference(ref, host, platform, "packets_per_second", size) if size is not None else NAN
+        out[f"{host}_pps"] = orig
+        out[f"ratio_{host}"] = pps / orig
+    return out
 
 
 def net_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str, platforms: list[str],
               skipped: dict[str, str]) -> pd.DataFrame:
-    """The study's Table 5.1-5.3 shape for one arch: mean pps (with spread) per platform and size."""
+    """The study's Table 5.1-5.3 shape for one arch: mean pps (with spread) per platform and size.
+
+    `packets` is per run; `lost_pct` is lost over sent, both summed over the runs.
+    A platform we did not measure keeps one row per size the study reports for it.
+    """
     ours = runs[runs["arch"] == arch].copy()
     ours["provider"] = ours["provider"].fillna("")
     ref = reference[reference["arch"] == arch]
@@ -190,36 +256,35 @@ def net_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str, platforms:
     for platform in platforms:
         mine = ours[ours["platform"] == platform]
         if mine.empty:
-            rec: dict[str, object] = {"platform": platform, "note": "not measured: " + skipped.get(platform, "no runs")}
-            records.append(rec)
+            sizes: list[int | None] = sorted({int(s) for s in ref.loc[ref["platform"] == platform, "icmp_data_bytes"]})
+            for size in sizes or [None]:
+                rec = _not_measured(platform, skipped) | {"data_bytes": size}
+                records.append(rec | _net_reference(ref, ref_hosts, platform, size, NAN))
             continue
-        for (provider, accel, testbed, size), g in mine.groupby(["provider", "accel", "testbed", "data_bytes"]):
+        for (provider, accel, testbed, size), g in mine.groupby(["provider", "accel", "testbed", "data_bytes"],
+                                                                 dropna=False):
+            pps = g["pps"].mean()
             rec = {"platform": _label(platform, provider), "accel": accel, "testbed": testbed,
                    "data_bytes": int(size), "runs": len(g), "packets": int(g["packets"].iloc[0]),
-                   "pps": g["pps"].mean(), "pps_sd": g["pps"].std(ddof=1), "avg_rtt_us": g["avg_rtt_ns"].mean() / 1e3,
-                   "lost": int(g["lost"].sum()),
-                   "note": "emulated: not a performance result" if accel == "tcg" or testbed == "emulated" else ""}
-            for host in ref_hosts:
-                orig = ref[(ref["host"] == host) & (ref["platform"] == platform) & (ref["icmp_data_bytes"] == size)]
-                orig_pps = float(orig["packets_per_second"].iloc[0]) if len(orig) else float("nan")
-                rec[f"{host}_pps"] = orig_pps
-                rec[f"ratio_{host}"] = rec["pps"] / orig_pps if len(orig) else float("nan")
-            records.append(rec)
+                   "pps": pps, "pps_sd": g["pps"].std(ddof=1), "avg_rtt_us": g["avg_rtt_ns"].mean() / 1e3,
+                   "lost_pct": 100 * g["lost"].sum() / g["packets"].sum(),
+                   "note": NOT_PERFORMANCE if _not_performance(accel, testbed) else ""}
+            ratio_pps = NAN if _not_performance(accel, testbed) else pps
+            records.append(rec | _net_reference(ref, ref_hosts, platform, int(size), ratio_pps))
     return _ordered(pd.DataFrame.from_records(records), NET_TABLE_COLUMNS)
 
 
-
-def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Path) -> None:
-    """Grouped bars (pps per data size, one bar per platform): ours beside the study's."""
+def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Path) -> Figure:
+    """Grouped bars (pps per data size, one bar per platform): ours beside the study's; writes PNG and PDF."""
     table, ref, ref_hosts, panels, fig, axes = _figure(table, reference, arch, "pps", 4.2)
 
-    def grouped(ax, frame: pd.DataFrame, label_col: str, size_col: str, value_col: str) -> None:
+    def grouped(ax: Axes, frame: pd.DataFrame, label_col: str, size_col: str, value_col: str) -> None:
         labels = list(dict.fromkeys(frame[label_col]))
-        sizes = sorted(set(frame[size_col]))
+        sizes = sorted({int(s) for s in frame[size_col]})
         width = 0.8 / max(1, len(labels))
         for i, label in enumerate(labels):
             part = frame[frame[label_col] == label].set_index(size_col)
-            values = [part[value_col].get(s, float("nan")) for s in sizes]
+            values = [part[value_col].get(s, NAN) for s in sizes]
             ax.bar([x + i * width for x in range(len(sizes))], values, width, label=label,
                    hatch="//" if "emulated" in label else "")
         ax.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(sizes))], [str(s) for s in sizes])
@@ -239,20 +304,21 @@ def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Pa
         grouped(ax, ref[ref["host"] == host], "platform", "icmp_data_bytes", "packets_per_second")
         ax.set_title(f"original study: {host}", fontsize=9)
     _finish(fig, table, f"ICMP echo round trips ({arch})", stem)
+    return fig
 
 
-def _finish(fig, table: pd.DataFrame, title: str, stem: Path) -> None:
-    """Footnote the platforms that could not run, title, write PNG and PDF."""
-    import matplotlib.pyplot as plt
-
-    skipped = table[table["note"].fillna("").astype(str).str.startswith("not measured")]
+def _finish(fig: Figure, table: pd.DataFrame, title: str, stem: Path) -> None:
+    """Footnote the platforms that could not run (once each, with why), title, write PNG and PDF."""
+    notes = table["note"].fillna("").astype(str)
+    skipped = table[notes.str.startswith("not measured")]
     if len(skipped):
-        fig.text(0.01, 0.01, "not measured: " + ", ".join(skipped["platform"]), fontsize=7)
+        why = dict.fromkeys(f"{p} ({n.removeprefix('not measured: ')})"
+                            for p, n in zip(skipped["platform"], skipped["note"], strict=True))
+        fig.text(0.01, 0.01, "not measured: " + "; ".join(why), fontsize=7)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     for ext in (".png", ".pdf"):
         fig.savefig(stem.with_suffix(ext), dpi=120)
-    plt.close(fig)
 
 
 # What the generic aggregation scripts dispatch on, per experiment.
@@ -260,7 +326,8 @@ TABLES = {"blk": blk_table, "net": net_table}
 FIGURES = {"blk": blk_figure, "net": net_figure}
 CAPTIONS = {
     "blk": ("Block reads on {arch}: mean of repetitions, ms (sd = spread); us_per_read and ratio_<host> "
-            "compare per read with the original study."),
+            "compare per read with the original study (no ratio for TCG or emulated-testbed rows)."),
     "net": ("ICMP echo round trips on {arch}: packets per second, mean over repetitions (pps_sd = spread), "
-            "per platform and data size, beside the original study."),
+            "per platform and data size; packets per run, lost_pct = lost / sent over all runs (%); "
+            "beside the original study (no ratio for TCG or emulated-testbed rows)."),
 }
