@@ -36,3 +36,6 @@ rule all:
 
 
 include: "workflow/rules/archive.smk"
+
+
+add_code_params(workflow.rules, keyed_by_recipe=CACHE_FED_RULES)

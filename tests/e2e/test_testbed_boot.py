@@ -1,9 +1,9 @@
 """The emulated aarch64 testbed for real: one boot runs every row kind with tiny counts.
 
 Our aarch64 programs (init, benchmarks, tender, unikernels) are built from
-the working tree; QEMU, the arm64 kernel and busybox come from the
-pipeline's build results.  Nothing here needs root on this machine: the
-loop device, KVM and the tap live inside the emulated one.
+the working tree; QEMU, the arm64 kernel and busybox come from the smoke
+run's build results (tests/e2e/conftest.py).  The loop device, KVM and the
+tap live inside the emulated machine.
 """
 
 from __future__ import annotations
@@ -19,21 +19,7 @@ from unikio import results, testbed
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-BUILD = REPO / "results" / "build"
-QEMU = BUILD / "qemu" / "bin" / "qemu-system-aarch64"
-KERNEL_TREE = BUILD / "kernel-aarch64" / "tree"
-BUSYBOX = BUILD / "busybox-aarch64" / "tree" / "bin" / "busybox"
 CROSS_CC = "aarch64-linux-gnu-gcc"
-
-
-def _missing() -> str | None:
-    for what, path in (("the QEMU build", QEMU), ("the arm64 kernel tree", KERNEL_TREE / "boot"),
-                       ("arm64 busybox", BUSYBOX)):
-        if not path.exists():
-            return f"{what} is missing ({path}); run the pipeline's build first"
-    if shutil.which(CROSS_CC) is None:
-        return f"{CROSS_CC} is missing (gcc-aarch64-linux-gnu)"
-    return None
 
 
 def _make(*args: str) -> None:
@@ -42,20 +28,23 @@ def _make(*args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def testbed_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[testbed.Testbed, Path]:
-    reason = _missing()
-    if reason:
-        pytest.skip(reason)
+def testbed_setup(smoke_project: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[testbed.Testbed, Path]:
+    if shutil.which(CROSS_CC) is None:
+        pytest.skip(f"{CROSS_CC} is missing (gcc-aarch64-linux-gnu)")
+    build = smoke_project / "results" / "build"
+    qemu = build / "qemu" / "bin" / "qemu-system-aarch64"
+    kernel_tree = build / "kernel-aarch64" / "tree"
+    busybox = build / "busybox-aarch64" / "tree" / "bin" / "busybox"
     out = tmp_path_factory.mktemp("testbed")
     _make("-C", str(REPO / "native" / "guest"), "ARCH=aarch64", f"O={out / 'guest'}")
     _make("-C", str(REPO / "native" / "bench"), "ARCH=aarch64", f"O={out / 'bench'}")
     _make("-C", str(REPO / "native"), "ARCH=aarch64", f"O={out / 'solo5'}")
-    binaries = testbed.Binaries.from_build(out / "guest" / "init", BUSYBOX, out / "bench", out / "solo5")
-    kernels = sorted((KERNEL_TREE / "boot").glob("vmlinuz-*"))
+    binaries = testbed.Binaries.from_build(out / "guest" / "init", busybox, out / "bench", out / "solo5")
+    kernels = sorted((kernel_tree / "boot").glob("vmlinuz-*"))
     if len(kernels) != 1:
-        pytest.skip(f"expected one kernel image in {KERNEL_TREE / 'boot'}, found {len(kernels)}")
-    testbed.build_base_initramfs(out / "base.initrd", KERNEL_TREE, binaries)
-    return testbed.Testbed(qemu=QEMU, kernel=kernels[0], base_initrd=out / "base.initrd"), out
+        pytest.skip(f"expected one kernel image in {kernel_tree / 'boot'}, found {len(kernels)}")
+    testbed.build_base_initramfs(out / "base.initrd", kernel_tree, binaries)
+    return testbed.Testbed(qemu=qemu, kernel=kernels[0], base_initrd=out / "base.initrd"), out
 
 
 def test_one_boot_runs_every_row_kind(testbed_setup: tuple[testbed.Testbed, Path]) -> None:
@@ -81,6 +70,8 @@ def test_one_boot_runs_every_row_kind(testbed_setup: tuple[testbed.Testbed, Path
                                                                                "emulated")
         assert row["reads"] == 200 and row["total_ns"] > 0
     assert tender[0]["pread_calls"] == 200 and 0 < tender[0]["pread_ns"] < tender[0]["total_ns"]
+    seg = next(s for s in run.segments if s.kind == "tender-blk")
+    assert " setup_pread_calls=1 " in seg.text  # blk_bench's read of the block it rewrites
 
     floor = testbed.exit_floor_result(run.segments, log)
     assert floor["n"] == 1000 and floor["total_ns"] > 0

@@ -2,6 +2,7 @@ import copy
 
 import pytest
 import yaml
+from snakemake.utils import update_config
 from unikio import config as cfg
 
 
@@ -18,9 +19,26 @@ def default(request):
 
 
 @pytest.mark.parametrize("profile", ["config/config.yaml", "config/smoke.yaml"])
-def test_shipped_profiles_are_valid(request, schema, profile):
-    data = yaml.safe_load((request.config.rootpath / profile).read_text())
+def test_shipped_profiles_are_valid(request, schema, default, profile):
+    """A profile holds what it changes; Snakemake merges it over the default profile."""
+    data = copy.deepcopy(default)
+    update_config(data, yaml.safe_load((request.config.rootpath / profile).read_text()))
     assert cfg.explain_invalid(data, schema) is None
+
+
+def test_smoke_profile_holds_only_what_it_changes(request, default):
+    smoke = yaml.safe_load((request.config.rootpath / "config/smoke.yaml").read_text())
+
+    def same(changed, base, where=""):
+        for key, value in changed.items():
+            assert key in base, f"{where}{key} is not a key of the default profile"
+            if isinstance(value, dict):
+                same(value, base[key], f"{where}{key}.")
+            else:
+                assert value != base[key], f"{where}{key} repeats the default"
+
+    same(smoke, default)
+    assert smoke["blk"]["reads"] < default["blk"]["reads"]
 
 
 def test_every_key_of_the_default_profile_has_a_comment(request):

@@ -181,6 +181,8 @@ elif mode == "nomarkers":
 elif mode == "kvmerr":
     sys.stderr.write("KVM internal error. Suberror: 1\nemulation failure\n")
     sys.stderr.flush(); time.sleep(60)
+elif mode == "dies":
+    out("UNIKIO-BEGIN"); time.sleep(0.3); sys.exit(7)
 elif mode == "quit":
     out("UNIKIO-BEGIN"); out("NET up if=eth0 ip=10.0.0.2/24")
     line = sys.stdin.readline().strip()
@@ -214,7 +216,8 @@ def test_run_guest_passes_env(fake_qemu: Path, tmp_path: Path) -> None:
 def test_run_guest_on_begin_sends_line(fake_qemu: Path, tmp_path: Path) -> None:
     sent: list[str] = []
 
-    def on_begin(send: Callable[[str], None]) -> None:
+    def on_begin(send: Callable[[str], None], gone: Callable[[], str | None]) -> None:
+        assert gone() is None
         sent.append("quit")
         send("quit")
 
@@ -224,12 +227,30 @@ def test_run_guest_on_begin_sends_line(fake_qemu: Path, tmp_path: Path) -> None:
 
 
 def test_run_guest_on_begin_error_reported(fake_qemu: Path, tmp_path: Path) -> None:
-    def on_begin(send: Callable[[str], None]) -> None:
+    def on_begin(send: Callable[[str], None], _gone: Callable[[], str | None]) -> None:
         send("quit")
         raise RuntimeError("ping failed")
 
-    with pytest.raises(GuestError, match="ping failed"):
+    with pytest.raises(GuestError, match="the benchmark beside the guest failed: ping failed"):
         guest.run_guest([str(fake_qemu), "quit"], tmp_path / "c.log", 20, on_begin=on_begin)
+
+
+def test_run_guest_tells_the_benchmark_when_the_guest_is_gone(fake_qemu: Path, tmp_path: Path) -> None:
+    """A benchmark beside a guest that died learns it at once, and nothing waits for its own limits."""
+    seen: list[tuple[str | None, float]] = []
+
+    def on_begin(send: Callable[[str], None], gone: Callable[[], str | None]) -> None:
+        start = time.monotonic()
+        while gone() is None and time.monotonic() - start < 30:
+            time.sleep(0.01)
+        seen.append((gone(), time.monotonic() - start))
+        send("quit")  # into a closed pipe: ignored
+
+    start = time.monotonic()
+    with pytest.raises(GuestError, match="QEMU exited with status 7"):
+        guest.run_guest([str(fake_qemu), "dies"], tmp_path / "c.log", 60, on_begin=on_begin)
+    assert time.monotonic() - start < 5
+    assert seen and seen[0][0] == "QEMU exited (status 7)" and seen[0][1] < 2
 
 
 def test_run_guest_nonzero_status(fake_qemu: Path, tmp_path: Path) -> None:

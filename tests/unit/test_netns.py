@@ -19,7 +19,7 @@ PREFIX = "unikio-test"
 TAP = f"tapt{os.getpid() % 100000}"
 
 GOOD = (
-    "RESULT net size=1 packets=1000 received=998 lost=2 ignored=3 "
+    "RESULT net size=1 packets=1000 received=998 lost=2 corrupt=0 ignored=3 "
     "avg_ns=438603 min_ns=422040 max_ns=501439 pps=2279.96"
 )
 
@@ -30,14 +30,14 @@ GOOD = (
 def test_parse_good_line_among_other_output() -> None:
     res = results.parse_net_result("icmp_bench: warming up\n" + GOOD + "\n")
     assert res == {
-        "size": 1, "packets": 1000, "received": 998, "lost": 2, "ignored": 3,
+        "size": 1, "packets": 1000, "received": 998, "lost": 2, "corrupt": 0, "ignored": 3,
         "avg_ns": 438603, "min_ns": 422040, "max_ns": 501439, "pps": 2279.96,
     }
     assert isinstance(res["avg_ns"], int) and isinstance(res["pps"], float)
 
 
 def test_parse_all_lost() -> None:
-    line = "RESULT net size=0 packets=5 received=0 lost=5 ignored=0 avg_ns=0 min_ns=0 max_ns=0 pps=0"
+    line = "RESULT net size=0 packets=5 received=0 lost=5 corrupt=0 ignored=0 avg_ns=0 min_ns=0 max_ns=0 pps=0"
     assert results.parse_net_result(line)["lost"] == 5
 
 
@@ -56,7 +56,7 @@ def test_parse_all_lost() -> None:
         GOOD.replace("min_ns=422040", "min_ns=500000"),  # min > avg
         GOOD.replace("pps=2279.96", "pps=1000.00"),  # not 1e9 / avg
         GOOD.replace("size=1 ", "size=1473 "),
-        "RESULT net size=0 packets=5 received=0 lost=5 ignored=0 avg_ns=7 min_ns=0 max_ns=0 pps=0",
+        "RESULT net size=0 packets=5 received=0 lost=5 corrupt=0 ignored=0 avg_ns=7 min_ns=0 max_ns=0 pps=0",
     ],
 )
 def test_parse_rejects_malformed(text: str) -> None:
@@ -138,10 +138,12 @@ def test_processes_inside_are_killed_on_exit() -> None:
 
 @pytest.mark.usefixtures("root")
 def test_deleted_on_sigterm() -> None:
-    # Snakemake cancels jobs with SIGTERM; the namespace must not outlive that.
+    # A cancelled job (SIGTERM, turned into job.Cancelled) must not leave its namespace behind.
     code = (
         "import sys, time\n"
+        "from unikio import job\n"
         "from unikio.netns import tap_namespace\n"
+        "job.cancel_on_signals()\n"
         f"with tap_namespace({PREFIX!r}, tap={TAP!r}) as ns:\n"
         "    print(ns.name, flush=True)\n"
         "    time.sleep(60)\n"
@@ -153,7 +155,7 @@ def test_deleted_on_sigterm() -> None:
         name = proc.stdout.readline().strip()
         assert name and _exists(name)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+        assert proc.wait(timeout=30) == 1  # the uncaught Cancelled
         assert not _exists(name)
     finally:
         if proc.poll() is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import shlex
 import shutil
 import stat
 import subprocess
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from unikio import net, results, testbed
+from unikio import guest, net, results, testbed
 from unikio.testbed import TestbedError
 
 LOG = "/r/console.log"
@@ -37,10 +38,12 @@ TB-BEGIN kind=exit-floor rep=1
 exit_floor n=2000 total_ns=357444624 ns_per_exit=178722.3
 TB-END kind=exit-floor rep=1 status=0
 TB-BEGIN kind=tender-net rep=1 size=1
-RESULT net size=1 packets=50 received=50 lost=0 ignored=0 avg_ns=1397452 min_ns=1017792 max_ns=5566096 pps=715.59
+RESULT net size=1 packets=50 received=50 lost=0 corrupt=0 ignored=0 avg_ns=1397452 min_ns=1017792 \
+max_ns=5566096 pps=715.59
 TB-END kind=tender-net rep=1 size=1 status=0
 TB-BEGIN kind=tender-net rep=1 size=1472
-RESULT net size=1472 packets=50 received=50 lost=0 ignored=0 avg_ns=1292447 min_ns=978320 max_ns=1912320 pps=773.73
+RESULT net size=1472 packets=50 received=50 lost=0 corrupt=0 ignored=0 avg_ns=1292447 min_ns=978320 \
+max_ns=1912320 pps=773.73
 TB-END kind=tender-net rep=1 size=1472 status=0
 tender: ping_serve: ready
 tender: tender: terminated by signal 15
@@ -106,7 +109,8 @@ def test_fragments_run_our_binaries_with_the_row_parameters() -> None:
     script = full_script()
     assert script.startswith("#!/bin/sh\n") and script.endswith("exit 0\n")
     assert "/bin/blk_bench /dev/loop0 200 512" in script
-    assert "--block:storage=/dev/loop0 --block-direct --stats=/tmp/pread.stats" in script
+    assert ("--block:storage=/dev/loop0 --block-sector-size:storage=512 \\\n"
+            "        --block-direct --stats=/tmp/pread.stats") in script
     assert "/opt/unikernels/blk_bench.elf reads=200" in script
     assert "/bin/kvm_exit_floor 2000" in script
     assert "tunctl -t tap100" in script and "ip addr add 10.0.0.1/24 dev tap100" in script
@@ -118,6 +122,28 @@ def test_fragments_run_our_binaries_with_the_row_parameters() -> None:
     assert tender.index("cat /tmp/pread.stats") < tender.index("end tender-blk")
     # Loop devices are always detached, also when a repetition fails.
     assert "trap cleanup EXIT" in script and "losetup -d /dev/loop0" in script
+
+
+def test_nested_linux_guest_has_the_command_of_the_host_builder() -> None:
+    """One builder: the testbed's Linux guest gets what guest.linux_guest_command gives a native one."""
+    for platform, pin in (("qemu-linux-smp", ""), ("qemu-linux-1core", "taskset -c 0 ")):
+        fragment = testbed.qemu_blk_fragment(platform, 200, 4096, 2, 256, 3)
+        cmd = guest.linux_guest_command(
+            arch="aarch64", platform=platform, accel="kvm", qemu="/opt/nested/qemu-system-aarch64",
+            kernel="/opt/nested/vmlinuz", initrd="/opt/nested/initrd.gz", memory_mb=256, cores=3,
+            drive="/dev/loop0", firmware_dirs=(),
+            job={"bench": "blk", "dev": "/dev/vda", "reads": 200, "bs": 4096})
+        assert f"PREAD_STATS_FILE=/tmp/pread.stats {shlex.join(cmd)} </dev/null" in fragment
+        assert shlex.join(cmd).startswith(pin + "/opt/nested/qemu-system-aarch64 ")
+        assert opt(cmd, "-smp") == ["3"] and opt(cmd, "-M") == ["virt,gic-version=host"]
+        assert "bs=4096" in opt(cmd, "-append")[0] and "console=ttyAMA0" in opt(cmd, "-append")[0]
+    net_fragment = testbed.qemu_net_fragment([1], 1, 10, 1, 256, 60, 3)
+    cmd = guest.linux_guest_command(
+        arch="aarch64", platform="qemu-linux", accel="kvm", qemu="/opt/nested/qemu-system-aarch64",
+        kernel="/opt/nested/vmlinuz", initrd="/opt/nested/initrd.gz", memory_mb=256, cores=3, tap="tap100",
+        firmware_dirs=(), job={"bench": "net", "ip": "10.0.0.2/24", "net_timeout": 60})
+    assert f"{shlex.join(cmd)} </dev/null >/tmp/server.log" in net_fragment
+    assert opt(cmd, "-smp") == ["3"]
 
 
 def test_disk_is_sized_for_every_read() -> None:
@@ -241,7 +267,8 @@ def test_failed_measurement_is_one_line_naming_the_log() -> None:
 
 def test_packet_loss_is_explained() -> None:
     lines = ["TB-BEGIN kind=tender-net rep=2 size=1472",
-             "RESULT net size=1472 packets=50 received=40 lost=10 ignored=0 avg_ns=5 min_ns=5 max_ns=5 pps=2e8",
+             "RESULT net size=1472 packets=50 received=40 lost=10 corrupt=0 ignored=0 avg_ns=5 min_ns=5 max_ns=5 "
+             "pps=2e8",
              "TB-END kind=tender-net rep=2 size=1472 status=4"]
     with pytest.raises(TestbedError, match=r"tender-net rep 2 size 1472 exited with status 4 \(more packet loss "
                                            r"than net.max_loss_pct\): RESULT net size=1472 .*lost=10"):

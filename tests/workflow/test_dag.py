@@ -1,9 +1,10 @@
 """The DAG and the start-up checks, by dry runs of the real workflow (no root needed)."""
 
 import platform
+import re
 
 import pytest
-from testkit import copy_project, planned_jobs, snakemake
+from testkit import REPO, copy_project, planned_jobs, snakemake
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +23,61 @@ def test_fresh_project_plans_the_whole_chain(project):
     assert jobs["blk_table"] == 2 and jobs["blk_figure"] == 2
     host_reps = 3 if platform.machine() in ("x86_64", "aarch64") else 0
     assert jobs.get("blk_host_run", 0) == host_reps  # only the host's own arch is measured
+
+
+def planned(dry_run_output: str) -> list[dict[str, str]]:
+    """Each planned job of a dry run: its rule, output and threads (1 when not shown)."""
+    jobs = []
+    for block in re.split(r"\n(?=rule \w+:\n)", dry_run_output):
+        m = re.match(r"rule (\w+):\n", block)
+        if not m:
+            continue
+        fields = dict(re.findall(r"^    (\w+): (.*)$", block, re.M))
+        jobs.append({"rule": m.group(1), "output": fields.get("output", ""), "threads": fields.get("threads", "1")})
+    return jobs
+
+
+def test_measurements_take_every_core_so_nothing_runs_beside_them(project):
+    """A job that holds all cores cannot share the machine: no build, fetch, plot or other measurement."""
+    proc = snakemake(project, "-n")  # testkit runs with --cores 4
+    assert proc.returncode == 0, proc.stderr
+    jobs = planned(proc.stdout)
+    measuring = {m for m in re.findall(r"^rule (\w+):", (REPO / "workflow/rules/experiments.smk").read_text(), re.M)}
+    raw = [j for j in jobs if j["output"].startswith("results/raw/")]
+    assert raw and {j["rule"] for j in raw} <= measuring  # every raw result comes from a measurement rule
+    for job in jobs:
+        if job["rule"] in measuring:
+            assert job["threads"] == "4", job
+    assert {j["rule"] for j in jobs if j["rule"] in measuring} >= {"blk_host_run", "blk_qemu_run", "kvm_probe"}
+
+
+def test_a_thread_cap_below_the_cores_is_refused(project):
+    proc = snakemake(project, "-n", "--max-threads", "2")
+    assert proc.returncode != 0
+    message = "--max-threads 2 is below --cores 4, so measurements could run beside other jobs"
+    assert message in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("override,message", [
+    ("blk: {reads: 100000000, block_size: 32768}",
+     r"blk.reads x blk.block_size needs a 3125000 MiB disk image in /dev/shm, which has \d+ MiB free"),
+    ("blk: {reads: 2000000}",
+     r"blk.reads x blk.block_size needs a 977 MiB disk image, but the emulated testbed has room for 384 MiB "
+     r"\(testbed.memory_mb=1024 less 384 MiB for its system and guest.memory_mb=256\); raise testbed.memory_mb"),
+    ("blk: {block_size: 4000}", r"config key blk.block_size has 4000; allowed values: 512, 1024, 2048, 4096"),
+])
+def test_a_block_run_that_cannot_fit_is_refused_before_any_job(project, override, message):
+    if "testbed" in message and platform.machine() != "x86_64":
+        pytest.skip("the emulated aarch64 testbed runs on x86_64 hosts only")
+    proc = snakemake(project, "-n", overrides=override + "\n")
+    assert proc.returncode != 0
+    assert re.search(message, proc.stdout + proc.stderr), (proc.stdout + proc.stderr)[-2000:]
+    assert "Job stats" not in proc.stdout
+
+
+def test_a_block_size_every_platform_reads_is_accepted(project):
+    proc = snakemake(project, "-n", overrides="blk: {block_size: 4096}\n")
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_skipped_combinations_are_announced(project):

@@ -9,7 +9,6 @@ rule blk_runs_csv:
     log:
         f"{LOGS}/blk_runs_csv.log",
     params:
-        code=unikio_code("aggregate", "results"),
         experiment="blk",
     script:
         "../scripts/collect_runs.py"
@@ -30,7 +29,6 @@ rule blk_table:
     log:
         f"{LOGS}/blk_table_{{arch}}.log",
     params:
-        code=unikio_code("aggregate"),
         experiment="blk",
         platforms=config["blk"]["platforms"],
         skipped=lambda wc: skipped_reasons("blk", wc.arch),
@@ -52,7 +50,6 @@ rule blk_figure:
     log:
         f"{LOGS}/blk_figure_{{arch}}.log",
     params:
-        code=unikio_code("aggregate"),
         experiment="blk",
     script:
         "../scripts/make_figure.py"
@@ -73,7 +70,6 @@ rule provenance:
     log:
         f"{LOGS}/provenance.log",
     params:
-        code=unikio_code("provenance", "matrix"),
         config=config,
     script:
         "../scripts/write_provenance.py"
@@ -89,8 +85,6 @@ rule overhead_table:
         tex=OVERHEAD_TABLE.replace("{ext}", "tex"),
     log:
         f"{LOGS}/overhead_table_{{arch}}.log",
-    params:
-        code=unikio_code("aggregate"),
     script:
         "../scripts/overhead_table.py"
 
@@ -103,7 +97,6 @@ rule net_runs_csv:
     log:
         f"{LOGS}/net_runs_csv.log",
     params:
-        code=unikio_code("aggregate", "results"),
         experiment="net",
     script:
         "../scripts/collect_runs.py"
@@ -124,7 +117,6 @@ rule net_table:
     log:
         f"{LOGS}/net_table_{{arch}}.log",
     params:
-        code=unikio_code("aggregate"),
         experiment="net",
         platforms=config["net"]["platforms"],
         skipped=lambda wc: skipped_reasons("net", wc.arch),
@@ -146,7 +138,6 @@ rule net_figure:
     log:
         f"{LOGS}/net_figure_{{arch}}.log",
     params:
-        code=unikio_code("aggregate"),
         experiment="net",
     script:
         "../scripts/make_figure.py"

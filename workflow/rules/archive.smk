@@ -8,7 +8,5 @@ rule archive:
         "results/artifact.tar.gz",
     log:
         f"{LOGS}/archive.log",
-    params:
-        code=unikio_code("archive"),
     script:
         "../scripts/write_archive.py"

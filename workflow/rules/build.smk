@@ -1,5 +1,12 @@
-# Builds. Every build takes the quiet_machine resource so none runs beside a
-# measurement.
+# Builds. They may run beside each other, never beside a measurement (which
+# takes every core, see WHOLE_MACHINE).
+
+
+# The between-workflow cached QEMU builds and the rules upstream of them get no
+# code param (add_code_params): it would change the cache key. Their recipe
+# params and the lock files of the fetched sources stand in.
+CACHE_FED_RULES = {"apt_index", "qemu_source", "qemu_source_patched", "qemu_build", "qemu_cross_sysroot",
+                   "qemu_cross_build"}
 
 
 rule qemu_build:
@@ -15,8 +22,6 @@ rule qemu_build:
         # The cache key covers the rule's script but not modules it imports.
         recipe=aptsrc.sha256_file(Path(workflow.basedir) / "workflow/scripts/unikio/qemubuild.py"),
     threads: workflow.cores
-    resources:
-        quiet_machine=1,
     # Reused by every checkout on this machine (./snakemake passes --cache);
     # keyed by the patches, the source version and this rule's code.
     cache: "omit-software"
@@ -49,20 +54,13 @@ rule native_bench:
         f"{LOGS}/native_bench_{{arch}}.log",
     params:
         outdir=lambda wc, output: Path(output.blk_bench).parent.resolve(),
-    resources:
-        quiet_machine=1,
     shell:
         "make -C native/bench ARCH={wildcards.arch} O={params.outdir} > {log} 2>&1"
 
 
 rule solo5_builtin:
     input:
-        sources=sorted(
-            str(p.relative_to(workflow.basedir))
-            for d in ("solo5", "tender", "unikernels")
-            for p in (Path(workflow.basedir) / "native" / d).rglob("*")
-            if p.is_file()
-        ),
+        sources=workflow_files("native/solo5/**/*", "native/tender/**/*", "native/unikernels/**/*"),
         makefile="native/Makefile",
     output:
         tender=f"{SOLO5_BUILTIN}/tender",
@@ -73,8 +71,6 @@ rule solo5_builtin:
         f"{LOGS}/solo5_builtin_{{arch}}.log",
     params:
         outdir=lambda wc, output: Path(output.tender).parent.resolve(),
-    resources:
-        quiet_machine=1,
     shell:
         "make -C native ARCH={wildcards.arch} O={params.outdir} > {log} 2>&1"
 
@@ -86,8 +82,6 @@ rule debian_package_tree:
         directory(DEBIAN_TREE),
     log:
         f"{LOGS}/debian_package_tree_{{name}}_{{arch}}.log",
-    resources:
-        quiet_machine=1,
     shell:
         "dpkg-deb -x {input} {output} > {log} 2>&1"
 
@@ -102,8 +96,6 @@ rule guest_init:
         f"{LOGS}/guest_init_{{arch}}.log",
     params:
         outdir=lambda wc, output: Path(output[0]).parent.resolve(),
-    resources:
-        quiet_machine=1,
     shell:
         "make -C native/guest ARCH={wildcards.arch} O={params.outdir} > {log} 2>&1"
 
@@ -120,10 +112,7 @@ rule guest_initramfs:
     log:
         f"{LOGS}/guest_initramfs_{{arch}}.log",
     params:
-        code=unikio_code("initramfs"),
         modules=list(initramfs.DEFAULT_MODULES),
-    resources:
-        quiet_machine=1,
     script:
         "../scripts/make_initramfs.py"
 
@@ -131,8 +120,8 @@ rule guest_initramfs:
 rule solo5_upstream:
     input:
         tree=SOLO5_UPSTREAM_SRC,
-        patches=sorted(Path(workflow.basedir).glob("patches/solo5/*.patch")),
-        apps=sorted(Path(workflow.basedir).glob("native/unikernels/*/*")),
+        patches=workflow_files("patches/solo5/*.patch"),
+        apps=workflow_files("native/unikernels/*/*"),
         util=["native/solo5/util.c", "native/solo5/include/solo5_util.h"],
     output:
         tree=directory(f"{SOLO5_UPSTREAM}/tree"),
@@ -140,10 +129,6 @@ rule solo5_upstream:
         ping_serve=f"{SOLO5_UPSTREAM}/ping_serve.hvt",
     log:
         f"{LOGS}/solo5_upstream_{{arch}}.log",
-    params:
-        code=unikio_code("solo5upstream", "patching"),
-    resources:
-        quiet_machine=1,
     script:
         "../scripts/build_solo5_upstream.py"
 
@@ -161,10 +146,6 @@ rule testbed_initramfs:
         f"{LOGS}/testbed_initramfs_{{arch}}.log",
     wildcard_constraints:
         arch=EMULATED_ARCH_RE,
-    params:
-        code=unikio_code("testbed", "initramfs"),
-    resources:
-        quiet_machine=1,
     script:
         "../scripts/make_testbed_initramfs.py"
 
@@ -198,8 +179,6 @@ rule qemu_cross_build:
         configure_flags=list(qemubuild.CONFIGURE_FLAGS),
         recipe=aptsrc.sha256_file(Path(workflow.basedir) / "workflow/scripts/unikio/qemucross.py"),
     threads: workflow.cores
-    resources:
-        quiet_machine=1,
     cache: "omit-software"
     script:
         "../scripts/build_qemu_cross.py"
@@ -228,9 +207,5 @@ rule testbed_nested_initramfs:
         f"{LOGS}/testbed_nested_initramfs_{{arch}}.log",
     wildcard_constraints:
         arch=EMULATED_ARCH_RE,
-    params:
-        code=unikio_code("testbed", "initramfs"),
-    resources:
-        quiet_machine=1,
     script:
         "../scripts/make_testbed_nested.py"

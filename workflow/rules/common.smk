@@ -1,5 +1,4 @@
 # Configuration checks, the run plan and the paths of the output contract.
-import hashlib
 import sys
 from pathlib import Path
 
@@ -10,7 +9,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from unikio import config as unikio_config  # noqa: E402
-from unikio import aptsrc, hostinfo, initramfs, matrix, qemubuild  # noqa: E402
+from unikio import aptsrc, codehash, hostinfo, initramfs, matrix, qemubuild, startup, supervise  # noqa: E402
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 _problem = unikio_config.explain_invalid(config, unikio_config.load_schema(SCHEMA))
@@ -23,10 +22,24 @@ KVM = hostinfo.kvm_status()
 PLAN = matrix.plan(config, HOST_ARCH, KVM)
 for _c in matrix.skipped(PLAN):
     logger.info(f"skipped {_c.label}: {_c.reason}")
+_problem = startup.check_disk_room(config, PLAN)
+if _problem:
+    raise WorkflowError(_problem)
 
-# Measurements must not overlap each other or any build: both kinds of job
-# take the whole of this resource.
-workflow.register_resource("quiet_machine", 1)
+
+onstart:
+    supervise.forward_cancellation()
+
+
+# A measurement takes every core Snakemake may use, so the scheduler can place
+# nothing beside it: no build, no fetch, no plot, no other measurement. Every
+# rule in experiments.smk takes it (tests/workflow checks this on the DAG).
+WHOLE_MACHINE = workflow.cores
+if (workflow.resource_settings.max_threads or WHOLE_MACHINE) < WHOLE_MACHINE:
+    raise WorkflowError(
+        f"--max-threads {workflow.resource_settings.max_threads} is below --cores {WHOLE_MACHINE}, so measurements "
+        "could run beside other jobs; drop --max-threads"
+    )
 
 wildcard_constraints:
     arch="x86_64|aarch64",
@@ -74,16 +87,22 @@ PROVENANCE = "results/provenance.json"
 LOGS = "results/logs"
 
 
-def unikio_code(*modules):
-    """A param that changes when these modules of workflow/scripts/unikio change.
+def workflow_files(*patterns):
+    """Files of this checkout matching the glob patterns, relative to it: a moved or copied checkout keeps its records."""
+    base = Path(workflow.basedir)
+    return sorted({str(p.relative_to(base)) for pattern in patterns for p in base.glob(pattern) if p.is_file()})
 
-    Snakemake reruns a job when its script changes, not when a module the
-    script imports does; this param closes that gap.
+
+def add_code_params(rules, keyed_by_recipe):
+    """Give every script rule a `code` param over the unikio modules its script imports (see unikio.codehash).
+
+    Rules in keyed_by_recipe are left out: they feed the between-workflow
+    cache, whose key a param would change; their recipe param and the lock
+    files of what they fetch stand in.
     """
-    h = hashlib.sha256()
-    for name in sorted(modules):
-        h.update((Path(workflow.basedir) / "workflow/scripts/unikio" / f"{name}.py").read_bytes())
-    return h.hexdigest()[:16]
+    for r in rules:
+        if r.script and r.name not in keyed_by_recipe:
+            r.set_params(code=codehash.code_hash(Path(r.snakefile).parent / r.script))
 
 
 def blk_row_paths():

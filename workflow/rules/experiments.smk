@@ -1,4 +1,5 @@
-# Measurements, one at a time (quiet_machine). Block rows on this host: one
+# Measurements, one at a time and alone: each takes every core (WHOLE_MACHINE).
+# Block rows on this host: one
 # job per repetition, since QEMU reports its pread totals at exit. Network rows
 # and rows in the emulated testbed: one job per (arch, platform), whose one boot
 # serves every repetition and data size.
@@ -14,12 +15,10 @@ rule blk_host_run:
     benchmark:
         f"{BLK_RAW}/benchmark.tsv".replace("{platform}", "host")
     params:
-        code=unikio_code("blk", "loopdev", "results"),
         reads=config["blk"]["reads"],
         block_size=config["blk"]["block_size"],
         timeout_s=config["blk"]["timeout_s"],
-    resources:
-        quiet_machine=1,
+    threads: WHOLE_MACHINE
     script:
         "../scripts/run_blk_host.py"
 
@@ -34,14 +33,12 @@ rule blk_solo5_run:
     benchmark:
         f"{BLK_RAW}/benchmark.tsv".replace("{platform}", "solo5-hvt")
     params:
-        code=unikio_code("blk", "loopdev", "results", "solo5", "solo5upstream"),
         reads=config["blk"]["reads"],
         block_size=config["blk"]["block_size"],
         timeout_s=config["blk"]["timeout_s"],
         mem_mb=config["solo5"]["mem_mb"],
         provider=config["solo5"]["provider"],
-    resources:
-        quiet_machine=1,
+    threads: WHOLE_MACHINE
     script:
         "../scripts/run_blk_solo5.py"
 
@@ -56,11 +53,9 @@ rule kvm_exit_floor_run:
     log:
         FLOOR.replace("floor.json", "run.log"),
     params:
-        code=unikio_code("blk", "results"),
         exits=config["solo5"]["floor_exits"],
         timeout_s=config["blk"]["timeout_s"],
-    resources:
-        quiet_machine=1,
+    threads: WHOLE_MACHINE
     script:
         "../scripts/run_exit_floor.py"
 
@@ -73,13 +68,11 @@ rule kvm_probe:
     output:
         PROBE,
     log:
-        PROBE.replace("verdict.json", "console.log"),
+        PROBE.replace("verdict.json", "probe.log"),
     params:
-        code=unikio_code("guest"),
         policy=config["accel"],
         timeout_s=config["guest"]["kvm_probe_timeout_s"],
-    resources:
-        quiet_machine=1,
+    threads: WHOLE_MACHINE
     script:
         "../scripts/probe_kvm.py"
 
@@ -99,13 +92,11 @@ rule blk_qemu_run:
     wildcard_constraints:
         platform="qemu-linux-smp|qemu-linux-1core",
     params:
-        code=unikio_code("blk", "guest", "loopdev", "results"),
         reads=config["blk"]["reads"],
         block_size=config["blk"]["block_size"],
         memory_mb=config["guest"]["memory_mb"],
         timeout_s=config["guest"]["run_timeout_s"],
-    resources:
-        quiet_machine=1,
+    threads: WHOLE_MACHINE
     script:
         "../scripts/run_blk_qemu.py"
 
@@ -121,15 +112,13 @@ rule net_solo5_run:
     benchmark:
         f"{NET_RAW}/benchmark.tsv".replace("{platform}", "solo5-hvt")
     params:
-        code=unikio_code("net", "netns", "results", "solo5", "solo5upstream"),
         sizes=config["net"]["sizes"],
         reps=config["net"]["repetitions"],
         packets=config["net"]["packets"],
         max_loss_pct=config["net"]["max_loss_pct"],
         provider=config["solo5"]["provider"],
         mem_mb=config["solo5"]["mem_mb"],
-    resources:
-        quiet_machine=1,
+    threads: WHOLE_MACHINE
     script:
         "../scripts/run_net_solo5.py"
 
@@ -148,15 +137,13 @@ rule net_qemu_run:
     benchmark:
         f"{NET_RAW}/benchmark.tsv".replace("{platform}", "qemu-linux")
     params:
-        code=unikio_code("net", "netns", "results", "guest"),
         sizes=config["net"]["sizes"],
         reps=config["net"]["repetitions"],
         packets=config["net"]["packets"],
         max_loss_pct=config["net"]["max_loss_pct"],
         memory_mb=config["guest"]["memory_mb"],
         timeout_s=config["guest"]["run_timeout_s"],
-    resources:
-        quiet_machine=1,
+    threads: WHOLE_MACHINE
     script:
         "../scripts/run_net_qemu.py"
 
@@ -181,15 +168,13 @@ rule testbed_run:
         arch=EMULATED_ARCH_RE,
         platform="host|solo5-hvt|qemu-linux-smp|qemu-linux-1core|qemu-linux",
     params:
-        code=unikio_code("testbed", "guest", "results"),
         # Only this row's experiment: a blk change must not rerun the net boot.
         settings=lambda wc: config[wc.experiment],
         testbed=config["testbed"],
         mem_mb=config["solo5"]["mem_mb"],
         provider=config["solo5"]["provider"],
         guest_memory_mb=config["guest"]["memory_mb"],
-    resources:
-        quiet_machine=1,
+    threads: WHOLE_MACHINE
     script:
         "../scripts/run_testbed.py"
 
@@ -206,10 +191,8 @@ rule testbed_exit_floor_run:
     wildcard_constraints:
         arch=EMULATED_ARCH_RE,
     params:
-        code=unikio_code("testbed", "guest", "results"),
         exits=config["solo5"]["floor_exits"],
         testbed=config["testbed"],
-    resources:
-        quiet_machine=1,
+    threads: WHOLE_MACHINE
     script:
         "../scripts/run_testbed.py"

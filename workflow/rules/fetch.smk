@@ -35,7 +35,7 @@ rule qemu_source_patched:
     input:
         files=QEMU_FILES,
         lock=QEMU_LOCK,
-        patches=sorted(Path(workflow.basedir).glob("patches/qemu/*.patch")),
+        patches=workflow_files("patches/qemu/*.patch"),
     output:
         directory(QEMU_SRC),
     log:
@@ -53,7 +53,6 @@ rule debian_package:
     log:
         f"{LOGS}/debian_package_{{name}}_{{arch}}.log",
     params:
-        code=unikio_code("aptsrc"),
         package=lambda wc: debian_package(wc.name, wc.arch)[0],
         version=lambda wc: debian_package(wc.name, wc.arch)[1],
         key=lambda wc: debian_package(wc.name, wc.arch)[2],
@@ -69,7 +68,6 @@ rule solo5_upstream_source:
     log:
         f"{LOGS}/solo5_upstream_source.log",
     params:
-        code=unikio_code("solo5upstream"),
         source=config["solo5"]["upstream"],
     script:
         "../scripts/fetch_solo5_upstream.py"

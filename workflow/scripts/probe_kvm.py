@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from unikio import guest, initramfs
+from unikio import guest, initramfs, job
 
 sm = snakemake  # noqa: F821
 
@@ -15,14 +15,11 @@ def body(log):
     accel, reason = guest.choose_accel(
         sm.params.policy,
         lambda: guest.probe_kvm(arch, str(qemu), kernel, sm.input.initramfs, timeout_s=sm.params.timeout_s,
-                                console_log=sm.log[0]))
+                                console_log=Path(sm.output[0]).with_name("console.log")))
     verdict = {"arch": arch, "policy": sm.params.policy, "accel": accel, "reason": reason}
     Path(sm.output[0]).write_text(json.dumps(verdict, indent=2) + "\n", encoding="utf-8")
+    log.write(f"{arch} Linux guest: {accel} ({reason})\n")
     print(f"{arch} Linux guest: {accel} ({reason})")
 
 
-# The probe writes the console log itself; job.run would truncate it.
-try:
-    body(None)
-except guest.PipelineError as e:
-    raise SystemExit(f"ERROR in rule kvm_probe: {e} (log: {sm.log[0]})") from None
+job.run(sm, body)

@@ -12,9 +12,11 @@ def body(log):
     arch, p = sm.wildcards.arch, sm.params
     bed = testbed.Testbed(qemu=Path(sm.input.qemu) / guest.QEMU_BINARY[arch],
                           kernel=initramfs.kernel_image(Path(sm.input.kernel)), base_initrd=Path(sm.input.base),
-                          memory_mb=p.testbed["memory_mb"], smp=p.testbed["smp"])
+                          memory_mb=p.testbed["memory_mb"], smp=p.testbed["smp"],
+                          boot_timeout_s=p.testbed["boot_timeout_s"])
     out = Path(sm.output[0])
-    common = {"work_dir": out.parent, "console_log": out.with_name("console.log"), "timeout_s": p.testbed["timeout_s"]}
+    common = {"work_dir": out.parent, "console_log": out.with_name("console.log"), "timeout_s": p.testbed["timeout_s"],
+              "log": log}
     if sm.rule == "testbed_exit_floor_run":
         result, run = testbed.exit_floor(bed, exits=p.exits, **common)
     elif sm.wildcards.experiment == "net" and sm.wildcards.platform == "qemu-linux":

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from . import procs
 from .errors import PipelineError
 
 PACKAGE_ARCHS = ("amd64", "arm64")
@@ -175,7 +175,7 @@ class PrivateApt:
         argv = [tool, *self.options(), *args]
         log.write("$ " + " ".join(argv) + "\n")
         log.flush()
-        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+        proc = procs.run(argv, timeout_s=None, cwd=cwd)
         log.write(proc.stdout + proc.stderr)
         log.flush()
         if proc.returncode != 0:

@@ -17,12 +17,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from . import hostinfo
+from . import hostinfo, procs
 from .errors import PipelineError
 
 ARCHES = ("x86_64", "aarch64")
@@ -199,6 +200,24 @@ def qemu_command(
     return cmd
 
 
+def linux_guest_command(*, arch: str, platform: str, accel: str, qemu: Path | str, kernel: Path | str,
+                        initrd: Path | str, job: Mapping[str, object], memory_mb: int, cores: int,
+                        drive: Path | str | None = None, tap: str | None = None, vhost: bool = False,
+                        firmware_dirs: Sequence[Path | str] = DEFAULT_FIRMWARE_DIRS) -> list[str]:
+    """The Linux guest's QEMU argv for a platform, the same on this host and inside the testbed.
+
+    As in the study, the guest gets as many vCPUs as the machine running QEMU
+    has cores; ``qemu-linux-1core`` runs that same guest with the whole QEMU
+    process pinned to CPU 0.
+    """
+    if platform not in ("qemu-linux", "qemu-linux-smp", "qemu-linux-1core"):
+        raise ValueError(f"not a Linux-guest platform: {platform!r}")
+    return qemu_command(arch=arch, accel=accel, qemu=str(qemu), kernel=kernel, initrd=initrd,
+                        append=kernel_append(arch, job), memory_mb=memory_mb, smp=cores, drive=drive, tap=tap,
+                        vhost=vhost, firmware_dirs=firmware_dirs,
+                        pin_cpu=0 if platform == "qemu-linux-1core" else None)
+
+
 # ------------------------------------------------------------------ runner
 
 
@@ -241,6 +260,7 @@ def _scan_line(con: _Console, line: str, now: float) -> None:
 
 
 def _read_stdout(stream: IO[bytes], con: _Console, log: IO[bytes], t0: float) -> None:
+    procs.block_cancel_signals()
     for raw in iter(stream.readline, b""):
         log.write(raw)
         log.flush()
@@ -248,19 +268,12 @@ def _read_stdout(stream: IO[bytes], con: _Console, log: IO[bytes], t0: float) ->
 
 
 def _read_stderr(stream: IO[bytes], sink: list[str], fatal: threading.Event) -> None:
+    procs.block_cancel_signals()
     for raw in iter(stream.readline, b""):
         text = raw.decode("utf-8", errors="replace")
         sink.append(text)
         if any(p in text for p in _FATAL_STDERR):
             fatal.set()
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
 
 
 def _first_line(text: str) -> str:
@@ -270,90 +283,119 @@ def _first_line(text: str) -> str:
     return ""
 
 
+# After its job's own limit the guest's init stops the job and powers off; this bounds that.
+POWEROFF_S = 10.0
+
+
 def run_guest(
     cmd: Sequence[str],
     console_log: Path | str,
     timeout_s: float,
     env: Mapping[str, str] | None = None,
-    on_begin: Callable[[Callable[[str], None]], None] | None = None,
+    on_begin: Callable[[Callable[[str], None], Callable[[], str | None]], None] | None = None,
     check_status: bool = True,
+    begin_timeout_s: float | None = None,
 ) -> GuestResult:
-    """Run QEMU (serial on stdio), enforce the timeout, parse the markers.
+    """Run QEMU (serial on stdio), enforce the time limits, parse the markers.
 
-    ``on_begin``, if given, is called in a helper thread once the guest
-    printed UNIKIO-BEGIN, with a function that sends one line to the guest
-    console (e.g. ``send("quit")`` for bench=net).  Raises GuestError on
-    timeout, kernel panic, UNIKIO-ERROR, a missing UNIKIO-END, a non-zero
-    QEMU exit status, or (``check_status``) a non-zero job status.
+    Without ``begin_timeout_s`` the whole run gets ``timeout_s``; with it, the
+    boot gets ``begin_timeout_s`` to reach UNIKIO-BEGIN and the job then gets
+    ``timeout_s`` (plus POWEROFF_S to power off).  ``on_begin``, if given, is
+    called in a helper thread once the guest printed UNIKIO-BEGIN, with a
+    function that sends one line to the guest console (e.g. ``send("quit")``
+    for bench=net) and one that says why QEMU is gone (None while it runs),
+    so that a benchmark beside the guest stops as soon as the guest does.
+    Raises GuestError on a time limit, kernel panic, UNIKIO-ERROR, a missing
+    UNIKIO-END, a non-zero QEMU exit status, a failed ``on_begin``, or
+    (``check_status``) a non-zero job status.  QEMU is stopped on every way
+    out, a cancellation of the job included.
     """
     log_path = Path(console_log)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     con = _Console()
     stderr_lines: list[str] = []
     fatal = threading.Event()
-    full_env = None if env is None else {**os.environ, **env}
 
     with open(log_path, "wb") as log:
         t0 = time.monotonic()
         try:
-            proc = subprocess.Popen(
-                list(cmd),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=full_env,
-                start_new_session=True,
-            )
+            proc = procs.start(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         except OSError as exc:
             raise GuestError(f"cannot start {cmd[0]}: {exc} (console log: {log_path})") from exc
-        out_t = threading.Thread(target=_read_stdout, args=(proc.stdout, con, log, t0))
-        err_t = threading.Thread(target=_read_stderr, args=(proc.stderr, stderr_lines, fatal))
+        # Daemon readers: a job that is cancelled never waits for them.
+        out_t = threading.Thread(target=_read_stdout, args=(proc.stdout, con, log, t0), daemon=True)
+        err_t = threading.Thread(target=_read_stderr, args=(proc.stderr, stderr_lines, fatal), daemon=True)
         out_t.start()
         err_t.start()
 
         def send(text: str) -> None:
             assert proc.stdin is not None
-            proc.stdin.write(text.encode() + b"\n")
-            proc.stdin.flush()
+            try:
+                proc.stdin.write(text.encode() + b"\n")
+                proc.stdin.flush()
+            except (OSError, ValueError):
+                pass  # QEMU is gone: what ended it is reported, not the broken pipe
+
+        def guest_gone() -> str | None:
+            return None if proc.poll() is None else f"QEMU exited ({procs.exit_reason(proc.returncode)})"
 
         def callback() -> None:
             con.begin_seen.wait()
             if proc.poll() is None and on_begin is not None:
-                on_begin(send)
+                on_begin(send, guest_gone)
 
         # A Future keeps an exception raised by on_begin for the report below.
-        pool = ThreadPoolExecutor(max_workers=1) if on_begin else None
+        pool = ThreadPoolExecutor(max_workers=1, initializer=procs.block_cancel_signals) if on_begin else None
         cb_future = pool.submit(callback) if pool is not None else None
 
+        def deadline() -> tuple[float, str]:
+            if begin_timeout_s is None:
+                return t0 + timeout_s, f"timed out after {timeout_s:g} s"
+            if con.begin_at is None:
+                return t0 + begin_timeout_s, f"did not reach UNIKIO-BEGIN within {begin_timeout_s:g} s"
+            return (t0 + con.begin_at + timeout_s + POWEROFF_S,
+                    f"the job ran longer than {timeout_s:g} s after UNIKIO-BEGIN")
+
         reason = None
-        deadline = t0 + timeout_s
-        while proc.poll() is None:
-            if fatal.is_set():
-                time.sleep(0.2)  # let the rest of the message arrive
-                reason = "QEMU reported: " + _first_line(
-                    next(s for s in stderr_lines if any(p in s for p in _FATAL_STDERR))
-                )
-                break
-            if time.monotonic() > deadline:
-                reason = f"timed out after {timeout_s:g} s"
-                break
-            time.sleep(0.02)
-        total = time.monotonic() - t0
-        if reason is not None:
-            _kill_group(proc)
-        con.begin_seen.set()  # release a callback still waiting
-        if pool is not None:
-            pool.shutdown(wait=reason is None)
-        out_t.join(5)
-        err_t.join(5)
-        if proc.stdin is not None:
-            try:
-                proc.stdin.close()
-            except OSError:
-                pass
-        stderr_text = "".join(stderr_lines)
-        if stderr_text:
-            log.write(b"\n--- qemu stderr ---\n" + stderr_text.encode())
+        try:
+            while proc.poll() is None:
+                if fatal.is_set():
+                    time.sleep(0.2)  # let the rest of the message arrive
+                    reason = "QEMU reported: " + _first_line(
+                        next(s for s in stderr_lines if any(p in s for p in _FATAL_STDERR))
+                    )
+                    break
+                if cb_future is not None and cb_future.done() and cb_future.exception() is not None:
+                    # The measurement beside the guest failed: waiting for the guest would only add its time limit.
+                    reason = f"the benchmark beside the guest failed: {cb_future.exception()}"
+                    break
+                limit, why = deadline()
+                if time.monotonic() > limit:
+                    reason = why
+                    break
+                time.sleep(0.02)
+        finally:
+            total = time.monotonic() - t0
+            with procs.uninterrupted():
+                if proc.poll() is None:
+                    procs.stop(proc)
+                procs.forget(proc)
+                con.begin_seen.set()  # release a callback still waiting
+            if pool is not None:
+                # The callback sees QEMU gone and stops its own children; a cancellation may still cut this short.
+                pool.shutdown(wait=False, cancel_futures=True)
+                futures.wait([cb_future], timeout=procs.STOP_WAIT_S)
+            with procs.uninterrupted():
+                out_t.join(5)
+                err_t.join(5)
+                if proc.stdin is not None:
+                    try:
+                        proc.stdin.close()
+                    except OSError:
+                        pass
+                stderr_text = "".join(stderr_lines)
+                if stderr_text:
+                    log.write(b"\n--- qemu stderr ---\n" + stderr_text.encode())
 
     def fail(why: str) -> GuestError:
         return GuestError(f"guest run failed: {why} (console log: {log_path})")
@@ -366,12 +408,14 @@ def run_guest(
         raise fail("kernel panic")
     if proc.returncode != 0:
         detail = _first_line(stderr_text)
+        if proc.returncode < 0:
+            detail = f"killed by {signal.Signals(-proc.returncode).name}" + (f"; {detail}" if detail else "")
         raise fail(f"QEMU exited with status {proc.returncode}" + (f": {detail}" if detail else ""))
     if con.begin_index is None or con.end_index is None or con.end_status is None:
         raise fail("guest stopped without UNIKIO-BEGIN/UNIKIO-END markers")
     cb_error = cb_future.exception() if cb_future is not None and cb_future.done() else None
     if cb_error is not None:
-        raise fail(f"on_begin callback raised {cb_error!r}")
+        raise fail(f"the benchmark beside the guest failed: {cb_error}")
     if check_status and con.end_status != 0:
         raise fail(f"job exited with status {con.end_status}")
     assert con.begin_at is not None

@@ -7,19 +7,26 @@ O_DIRECT works and the host side never measures a shared, noisy disk.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
-import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from . import procs
 from .errors import PipelineError
 
 TMPFS_DIR = Path("/dev/shm")
 PREFIX = "unikio-blk-"
+MIB = 1 << 20
+
+
+def disk_bytes(reads: int, block_size: int) -> int:
+    """The disk image of a block row: room for every read at its own offset, rounded up to whole MiB."""
+    return max(MIB, -(-reads * block_size // MIB) * MIB)
 
 
 def _losetup(args: list[str]) -> str:
@@ -37,6 +44,13 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _devices_of(backing: Path) -> list[str]:
+    """The loop devices attached to backing."""
+    proc = subprocess.run(["losetup", "--noheadings", "-O", "NAME", "-j", str(backing)], capture_output=True,
+                          text=True, check=False)
+    return proc.stdout.split() if proc.returncode == 0 else []
 
 
 def reap_stale(tmpfs: Path = TMPFS_DIR) -> list[str]:
@@ -64,28 +78,20 @@ def reap_stale(tmpfs: Path = TMPFS_DIR) -> list[str]:
 def _fill(path: Path, size: int) -> None:
     # Distinct, non-zero content per block so nothing can short-cut the reads.
     block = bytes(range(256)) * 16
-    with open(path, "wb") as f:
-        written = 0
-        counter = 0
-        while written < size:
-            chunk = (counter.to_bytes(8, "little") + block[8:])[: min(len(block), size - written)]
-            f.write(chunk)
-            written += len(chunk)
-            counter += 1
-
-
-@contextlib.contextmanager
-def terminate_as_exit() -> Iterator[None]:
-    """Turn SIGTERM (Snakemake cancelling a job) into SystemExit so cleanups run."""
-
-    def handler(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        with open(path, "wb") as f:
+            written = 0
+            counter = 0
+            while written < size:
+                chunk = (counter.to_bytes(8, "little") + block[8:])[: min(len(block), size - written)]
+                f.write(chunk)
+                written += len(chunk)
+                counter += 1
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        raise PipelineError(f"{path.parent} has no room for the {size >> 20} MiB disk image "
+                            "(blk.reads x blk.block_size); free space there or lower blk.reads") from None
 
 
 @contextlib.contextmanager
@@ -103,6 +109,8 @@ def tmpfs_loop(size_bytes: int, tmpfs: Path = TMPFS_DIR) -> Iterator[str]:
         device = _losetup(["--find", "--show", str(backing)])
         yield device
     finally:
-        if device:
-            subprocess.run(["losetup", "--detach", device], capture_output=True, check=False)
-        backing.unlink(missing_ok=True)
+        with procs.uninterrupted():
+            # By the backing file: an attach cut short may have made a device we never heard of.
+            for dev in _devices_of(backing) or ([device] if device else []):
+                subprocess.run(["losetup", "--detach", dev], capture_output=True, check=False)
+            backing.unlink(missing_ok=True)

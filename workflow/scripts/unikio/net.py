@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from . import guest, hostinfo, netns, results, solo5
+from . import guest, hostinfo, netns, procs, results, solo5
 from .errors import PipelineError
 
 HOST_CIDR = "10.0.0.1/24"
@@ -33,28 +33,54 @@ def row(*, arch: str, platform: str, provider: str, accel: str, rep: int, result
     }
 
 
+ICMP_NO_ARP, ICMP_TOO_MANY_LOST = 3, 4
+
+
+def icmp_timeout_s(packets: int) -> float:
+    """A bound on one icmp_bench run: each packet waits at most 1 s, ARP at most 5 s."""
+    return packets * 1.1 + 30
+
+
 def ping_all(ns: netns.NetNs, icmp_bench: Path, sizes: list[int], reps: int, packets: int, max_loss_pct: float,
-             log: IO[str], make_row: Callable[[int, dict[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
-    """icmp_bench inside the namespace for every size and repetition."""
+             log: IO[str], make_row: Callable[[int, dict[str, Any]], dict[str, Any]],
+             guest_gone: Callable[[], str | None] = lambda: None) -> list[dict[str, Any]]:
+    """icmp_bench inside the namespace for every size and repetition.
+
+    ``guest_gone`` says why the answering side has stopped (or None while it
+    runs): icmp_bench is stopped as soon as it does, and the guest's end is
+    reported rather than lost packets.
+    """
     rows = []
     for size in sizes:
         for rep in range(1, reps + 1):
             argv = [*ns.exec_prefix(), str(icmp_bench), "--ifname", ns.tap, "--src-ip", HOST_CIDR.split("/")[0],
                     "--dst-ip", GUEST_IP, "--size", str(size), "--count", str(packets),
                     "--max-loss-pct", str(max_loss_pct)]
-            log.write("$ " + " ".join(argv) + "\n")
+            log.write(f"$ {procs.command_line(argv)}\n")
             log.flush()
-            # Each packet waits at most 1 s, ARP at most 5 s: bounded.
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=packets * 1.1 + 30, check=False)
+            try:
+                proc = procs.run(argv, timeout_s=icmp_timeout_s(packets), watch=guest_gone)
+            except subprocess.TimeoutExpired:
+                raise PipelineError(f"icmp_bench ran longer than {icmp_timeout_s(packets):g} s at size {size}, "
+                                    f"repetition {rep}" + _because(guest_gone())) from None
+            except procs.Stopped as stopped:
+                raise PipelineError(f"icmp_bench was stopped at size {size}, repetition {rep}, because "
+                                    f"{stopped}") from None
             log.write(proc.stdout + proc.stderr)
-            if proc.returncode not in (0, 4):
-                raise PipelineError(f"icmp_bench failed with status {proc.returncode}: {proc.stderr.strip()}")
+            if proc.returncode not in (0, ICMP_TOO_MANY_LOST):
+                what = ("no ARP reply from the guest" if proc.returncode == ICMP_NO_ARP
+                        else procs.exit_reason(proc.returncode, proc.stderr))
+                raise PipelineError(f"icmp_bench failed at size {size}: {what}" + _because(guest_gone()))
             result = results.parse_net_result(proc.stdout)
-            if proc.returncode == 4:
+            if proc.returncode == ICMP_TOO_MANY_LOST:
                 raise PipelineError(f"icmp_bench lost {result['lost']} of {packets} packets at size {size}, "
-                                    f"more than net.max_loss_pct={max_loss_pct}")
+                                    f"more than net.max_loss_pct={max_loss_pct}" + _because(guest_gone()))
             rows.append(make_row(rep, result))
     return rows
+
+
+def _because(gone: str | None) -> str:
+    return f", because {gone}" if gone else ""
 
 
 def solo5_rows(tender: Path, ping_serve: Path, icmp_bench: Path, arch: str, provider: str, mem_mb: int,
@@ -64,17 +90,27 @@ def solo5_rows(tender: Path, ping_serve: Path, icmp_bench: Path, arch: str, prov
     with netns.tap_namespace("unikio-net", HOST_CIDR) as ns, open(console_log, "w", encoding="utf-8") as console:
         argv, env = solo5.tender_command(provider, tender, ping_serve, mem_mb, net=ns.tap, args=[f"ip={GUEST_IP}"])
         argv = [*ns.exec_prefix(), *argv]
-        log.write("$ " + " ".join(argv) + "\n")
-        proc = subprocess.Popen(argv, stdout=console, stderr=subprocess.STDOUT, env={**os.environ, **env})
+        log.write(f"$ {procs.command_line(argv, env)}\n")
+        proc = procs.start(argv, stdout=console, stderr=subprocess.STDOUT, env=env)
+
+        def gone() -> str | None:
+            if proc.poll() is None:
+                return None
+            console.flush()
+            # Its own last words say why, unless a signal ended it.
+            last = (console_log.read_text(errors="replace").strip().splitlines() or ["no message"])[-1]
+            why = f": {last}" if proc.returncode > 0 else ""
+            return f"the tender exited ({procs.exit_reason(proc.returncode)}){why} (console log: {console_log})"
+
         try:
             rows = ping_all(ns, icmp_bench, sizes, reps, packets, max_loss_pct, log,
                             lambda rep, res: row(arch=arch, platform="solo5-hvt", provider=provider, accel="kvm",
-                                                 rep=rep, result=res))
-            if proc.poll() is not None:
-                raise PipelineError(f"the tender exited early with status {proc.returncode} ({console_log})")
+                                                 rep=rep, result=res), guest_gone=gone)
+            if gone():
+                raise PipelineError(f"the measurement ended, but {gone()}")
         finally:
-            proc.kill()
-            proc.wait()
+            with procs.uninterrupted():
+                procs.stop(proc)
     return rows
 
 
@@ -86,18 +122,18 @@ def linux_rows(qemu: Path, kernel: Path, initrd: Path, icmp_bench: Path, arch: s
     log.write(f"vhost-net: {'on' if vhost else 'off (no /dev/vhost-net)'}\n")
     rows: list[dict[str, Any]] = []
     with netns.tap_namespace("unikio-net", HOST_CIDR) as ns:
-        append = guest.kernel_append(arch, {"bench": "net", "ip": f"{GUEST_IP}/24", "net_timeout": int(timeout_s)})
-        cmd = [*ns.exec_prefix(), *guest.qemu_command(arch=arch, accel=accel, kernel=kernel, initrd=initrd,
-                                                      append=append, qemu=str(qemu), memory_mb=memory_mb,
-                                                      tap=ns.tap, vhost=vhost)]
-        log.write("$ " + " ".join(cmd) + "\n")
+        job = {"bench": "net", "ip": f"{GUEST_IP}/24", "net_timeout": int(timeout_s)}
+        cmd = [*ns.exec_prefix(), *guest.linux_guest_command(
+            arch=arch, platform="qemu-linux", accel=accel, qemu=qemu, kernel=kernel, initrd=initrd, job=job,
+            memory_mb=memory_mb, cores=os.cpu_count() or 1, tap=ns.tap, vhost=vhost)]
+        log.write(f"$ {procs.command_line(cmd)}\n")
         log.flush()
 
-        def benchmark(send: Callable[[str], None]) -> None:
+        def benchmark(send: Callable[[str], None], guest_gone: Callable[[], str | None]) -> None:
             try:
                 rows.extend(ping_all(ns, icmp_bench, sizes, reps, packets, max_loss_pct, log,
                                      lambda rep, res: row(arch=arch, platform="qemu-linux", provider="",
-                                                          accel=accel, rep=rep, result=res)))
+                                                          accel=accel, rep=rep, result=res), guest_gone))
             finally:
                 send("quit")
 

@@ -20,13 +20,13 @@ import re
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from . import procs
 from .errors import PipelineError
-from .loopdev import pid_alive, terminate_as_exit
+from .loopdev import pid_alive
 
 _COUNTER = itertools.count()
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -127,13 +127,6 @@ def _check_prerequisites(name_prefix: str, tap: str) -> None:
         raise PipelineError("network namespaces need the 'ip' command; install iproute2")
 
 
-def _sigterm_guard() -> contextlib.AbstractContextManager[None]:
-    # signal.signal only works in the main thread; elsewhere the caller owns signals.
-    if threading.current_thread() is threading.main_thread():
-        return terminate_as_exit()
-    return contextlib.nullcontext()
-
-
 @contextlib.contextmanager
 def tap_namespace(name_prefix: str, host_cidr: str = "10.0.0.1/24", tap: str = "tap100") -> Iterator[NetNs]:
     """A fresh namespace holding an up tap with host_cidr; deleted on any exit.
@@ -144,21 +137,24 @@ def tap_namespace(name_prefix: str, host_cidr: str = "10.0.0.1/24", tap: str = "
     _check_prerequisites(name_prefix, tap)
     reap_stale(name_prefix)
     name = f"{name_prefix}-{os.getpid()}-{next(_COUNTER)}"
-    with _sigterm_guard():
-        try:
-            add = _ip(["netns", "add", name], check=False)
-            if add.returncode != 0:
-                raise PipelineError(
-                    f"network namespaces need root and iproute2, and 'ip netns add {name}' failed "
-                    f"({add.stderr.strip() or add.returncode}); {_ROOT_HINT}"
-                )
-            _ip(["-n", name, "link", "set", "lo", "up"])
-            _ip(["-n", name, "tuntap", "add", "dev", tap, "mode", "tap"])
-            _ip(["-n", name, "addr", "add", host_cidr, "dev", tap])
-            _ip(["-n", name, "link", "set", tap, "up"])
-            yield NetNs(name=name, tap=tap, host_cidr=host_cidr)
-        finally:
+    try:
+        add = _ip(["netns", "add", name], check=False)
+        if add.returncode != 0:
+            raise PipelineError(
+                f"network namespaces need root and iproute2, and 'ip netns add {name}' failed "
+                f"({add.stderr.strip() or add.returncode}); {_ROOT_HINT}"
+            )
+        _ip(["-n", name, "link", "set", "lo", "up"])
+        _ip(["-n", name, "tuntap", "add", "dev", tap, "mode", "tap"])
+        _ip(["-n", name, "addr", "add", host_cidr, "dev", tap])
+        _ip(["-n", name, "link", "set", tap, "up"])
+        yield NetNs(name=name, tap=tap, host_cidr=host_cidr)
+    except BaseException:
+        # The first error is the one to report; a failed deletion is left to reap_stale.
+        with procs.uninterrupted():
             _delete(name)
-            if name in list_namespaces():
-                raise PipelineError(f"network namespace {name} could not be deleted; remove it with 'ip netns delete'")
-
+        raise
+    with procs.uninterrupted():
+        _delete(name)
+    if name in list_namespaces():
+        raise PipelineError(f"network namespace {name} could not be deleted; remove it with 'ip netns delete {name}'")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -10,6 +9,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+from . import procs
 from .errors import PipelineError
 
 # Only what the study needs, and the same on every machine: without
@@ -51,8 +51,9 @@ def build(src: Path, install: Path, targets: list[str], flags: list[str], jobs: 
             start = time.monotonic()
             log.write("$ " + " ".join(argv) + "\n")
             log.flush()
-            proc = subprocess.run(argv, cwd=build_dir, stdout=log, stderr=subprocess.STDOUT, check=False,
-                                  env={**os.environ, "LC_ALL": "C", "PATH": SYSTEM_PATH})
+            # procs.run: a cancelled build stops its whole process group, compilers included.
+            proc = procs.run(argv, timeout_s=None, cwd=build_dir, stdout=log, stderr=subprocess.STDOUT,
+                             env={"LC_ALL": "C", "PATH": SYSTEM_PATH})
             log.write(f"# {argv[0]} took {time.monotonic() - start:.1f} s\n")
             if proc.returncode != 0:
                 raise PipelineError(f"{Path(argv[0]).name} for QEMU failed with status {proc.returncode}")

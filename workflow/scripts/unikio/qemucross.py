@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from . import qemubuild
+from . import procs, qemubuild
 from .aptsrc import PrivateApt
 from .errors import PipelineError
 
@@ -264,7 +264,7 @@ def build(src: Path, sysroot: Path, install: Path, jobs: int, log: IO[str], *, s
             start = time.monotonic()
             log.write("$ " + shlex.join(argv) + "\n")
             log.flush()
-            proc = subprocess.run(argv, cwd=build_dir, stdout=log, stderr=subprocess.STDOUT, check=False, env=env)
+            proc = procs.run(argv, timeout_s=None, cwd=build_dir, stdout=log, stderr=subprocess.STDOUT, env=env)
             times[what] = time.monotonic() - start
             log.write(f"# {what} took {times[what]:.1f} s\n")
             if proc.returncode != 0:

@@ -16,17 +16,25 @@ PROVIDERS = ("builtin", "upstream")
 
 
 def tender_command(provider: str, tender: Path, guest: Path, mem_mb: int, *, block: str | None = None,
-                   net: str | None = None, args: Sequence[str] = (),
+                   block_size: int | None = None, net: str | None = None, args: Sequence[str] = (),
                    stats: Path | None = None) -> tuple[list[str], dict[str, str]]:
-    """(argv, extra environment) that run guest; tender is our binary or the built upstream tree."""
+    """(argv, extra environment) that run guest; tender is our binary or the built upstream tree.
+
+    block_size sets the sector size the tender gives the block device (the
+    size of each read of our blk_bench); None keeps the tender's default.
+    """
     if provider == "upstream":
-        argv = solo5upstream.run_command(tender, guest, mem_mb, block=block, net=net, args=args)
+        argv = solo5upstream.run_command(tender, guest, mem_mb, block=block, net=net, args=args,
+                                         block_size=block_size)
         return argv, solo5upstream.run_env(stats, direct=block is not None)
     if provider != "builtin":
         raise ValueError(f"unknown Solo5 provider {provider!r}")
     argv = [str(tender), f"--mem={mem_mb}"]
     if block is not None:
-        argv += [f"--block:{solo5upstream.BLOCK_DEVICE}={block}", "--block-direct"]
+        argv.append(f"--block:{solo5upstream.BLOCK_DEVICE}={block}")
+        if block_size is not None:
+            argv.append(f"--block-sector-size:{solo5upstream.BLOCK_DEVICE}={block_size}")
+        argv.append("--block-direct")
     if net is not None:
         argv.append(f"--net:{solo5upstream.NET_DEVICE}={net}")
     if stats is not None:

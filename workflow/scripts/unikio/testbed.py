@@ -27,12 +27,13 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from . import guest, hostinfo, initramfs, net, results
+from . import guest, hostinfo, initramfs, loopdev, net, procs, results
 from .errors import PipelineError
 
 ARCH = "aarch64"
@@ -61,8 +62,8 @@ TAP = "tap100"
 KINDS = ("host-blk", "tender-blk", "qemu-blk", "exit-floor", "tender-net", "qemu-net")
 PLATFORM = {"host-blk": "host", "tender-blk": "solo5-hvt", "tender-net": "solo5-hvt", "qemu-net": "qemu-linux"}
 
-# Allowance on top of the job's own limit for the boot and power-off under TCG.
-BOOT_ALLOWANCE_S = 90.0
+# Time for a testbed boot (TCG) to reach its job; the job then gets testbed.timeout_s.
+DEFAULT_BOOT_TIMEOUT_S = 120.0
 
 # Exit statuses of the job and of the programs it runs, for one-line errors.
 EXIT_DISK, EXIT_TAP, EXIT_TENDER_GONE, EXIT_TIMEOUT = 70, 71, 72, 124
@@ -214,8 +215,7 @@ def _positive(**values: int) -> None:
 
 
 def _disk_mib(reads: int, block_size: int) -> int:
-    # As on the host (blk.disk_bytes): every read at its own offset, whole MiB.
-    return max(1, -(-reads * block_size // (1 << 20)))
+    return loopdev.disk_bytes(reads, block_size) // loopdev.MIB
 
 
 PRELUDE = f"""\
@@ -272,8 +272,8 @@ for rep in $(seq 1 {reps}); do
     mkdisk {_disk_mib(reads, block_size)} || exit {EXIT_DISK}
     rm -f /tmp/pread.stats
     begin tender-blk $rep
-    /{BIN["tender"]} --mem={mem_mb} --block:storage={LOOP_DEV} --block-direct --stats=/tmp/pread.stats \\
-        /{BIN["blk_bench.elf"]} reads={reads} 2>&1
+    /{BIN["tender"]} --mem={mem_mb} --block:storage={LOOP_DEV} --block-sector-size:storage={block_size} \\
+        --block-direct --stats=/tmp/pread.stats /{BIN["blk_bench.elf"]} reads={reads} 2>&1
     rc=$?
     # Missing stats show up as a parse error; a failing tender says why itself.
     cat /tmp/pread.stats 2>/dev/null
@@ -284,29 +284,36 @@ done
 """
 
 
-def qemu_blk_fragment(platform: str, reads: int, block_size: int, reps: int, memory_mb: int) -> str:
+def nested_guest_command(*, platform: str, memory_mb: int, smp: int, job: Mapping[str, object],
+                         drive: str | None = None, tap: str | None = None) -> str:
+    """The Linux guest's QEMU command inside the testbed, from the same builder as on the host, shell-quoted.
+
+    The arm64 QEMU runs under the testbed's KVM (as on the study's boards),
+    with the testbed's CPUs as vCPUs; the kernel needs no firmware files.
+    """
+    return shlex.join(guest.linux_guest_command(
+        arch=ARCH, platform=platform, accel="kvm", qemu=f"/{NESTED['qemu']}", kernel=f"/{NESTED['kernel']}",
+        initrd=f"/{NESTED['initrd']}", job=job, memory_mb=memory_mb, cores=smp, drive=drive, tap=tap,
+        vhost=False, firmware_dirs=()))
+
+
+def qemu_blk_fragment(platform: str, reads: int, block_size: int, reps: int, memory_mb: int, smp: int) -> str:
     """Shell fragment: the Linux guest's blk_bench under our arm64 QEMU with the testbed's KVM.
 
-    As on the host: virtio-blk on the loop device (cache=none), as many
-    vCPUs as the testbed has, and for qemu-linux-1core the whole QEMU
-    pinned to one CPU. The guest's console is relayed with its markers
-    renamed, so only this job's markers frame the results.
+    The guest's console is relayed with its markers renamed, so only this
+    job's markers frame the results.
     """
-    _positive(reads=reads, block_size=block_size, reps=reps, memory_mb=memory_mb)
+    _positive(reads=reads, block_size=block_size, reps=reps, memory_mb=memory_mb, smp=smp)
     if platform not in ("qemu-linux-smp", "qemu-linux-1core"):
         raise ValueError(f"not a Linux-guest block platform: {platform!r}")
-    pin = "taskset -c 0 " if platform == "qemu-linux-1core" else ""
-    append = f"console=ttyAMA0 panic=-1 quiet bench=blk dev=/dev/vda reads={reads} bs={block_size}"
+    cmd = nested_guest_command(platform=platform, memory_mb=memory_mb, smp=smp, drive=LOOP_DEV,
+                               job={"bench": "blk", "dev": "/dev/vda", "reads": reads, "bs": block_size})
     return f"""\
 for rep in $(seq 1 {reps}); do
     mkdisk {_disk_mib(reads, block_size)} || exit {EXIT_DISK}
     rm -f /tmp/pread.stats /tmp/nested.out
     begin qemu-blk $rep
-    PREAD_STATS_FILE=/tmp/pread.stats {pin}/{NESTED["qemu"]} -M virt -cpu host -accel kvm -m {memory_mb} \\
-        -smp $(nproc) -nodefaults -nographic -no-reboot -serial stdio \\
-        -kernel /{NESTED["kernel"]} -initrd /{NESTED["initrd"]} -append "{append}" \\
-        -drive file={LOOP_DEV},format=raw,if=none,id=d0,cache=none,aio=threads \\
-        -device virtio-blk-device,drive=d0 </dev/null >/tmp/nested.out 2>&1
+    PREAD_STATS_FILE=/tmp/pread.stats {cmd} </dev/null >/tmp/nested.out 2>&1
     rc=$?
     sed 's/UNIKIO/GUEST/g; s/Kernel panic/guest kernel panic/g; s/^/guest: /' /tmp/nested.out
     grep -o 'RESULT blk.*' /tmp/nested.out
@@ -364,10 +371,13 @@ done
 for size in {size_words}; do
     for rep in $(seq 1 {reps}); do
         begin {kind} $rep $size
+        rc={EXIT_TENDER_GONE}
         if kill -0 $tpid 2>/dev/null; then
             {bench} --size $size --count {packets} --max-loss-pct {float(max_loss_pct):g} 2>&1
             rc=$?
-        else
+        fi
+        # A failure while the server is gone is the server's failure, not the network's.
+        if [ $rc -ne 0 ] && ! kill -0 $tpid 2>/dev/null; then
             echo "the {what} exited early:"; sed 's/^/{what}: /; s/UNIKIO/GUEST/g' /tmp/server.log
             rc={EXIT_TENDER_GONE}
         fi
@@ -391,17 +401,14 @@ def tender_net_fragment(sizes: Sequence[int], reps: int, packets: int, max_loss_
 
 
 def qemu_net_fragment(sizes: Sequence[int], reps: int, packets: int, max_loss_pct: float, memory_mb: int,
-                      timeout_s: int) -> str:
+                      timeout_s: int, smp: int) -> str:
     """Shell fragment: the Linux guest (its kernel answers) under our arm64 QEMU with the testbed's KVM,
     virtio-net on the tap (no vhost-net in the testbed)."""
-    _positive(memory_mb=memory_mb, timeout_s=timeout_s)
-    append = (f"console=ttyAMA0 panic=-1 quiet bench=net ip={net.GUEST_IP}/{net.HOST_CIDR.split('/')[1]} "
-              f"net_timeout={timeout_s}")
-    server = (f"/{NESTED['qemu']} -M virt -cpu host -accel kvm -m {memory_mb} -smp $(nproc) -nodefaults "
-              f"-nographic -no-reboot -serial stdio -kernel /{NESTED['kernel']} -initrd /{NESTED['initrd']} "
-              f"-append '{append}' -netdev tap,id=n0,ifname={TAP},script=no,downscript=no,vhost=off "
-              f"-device virtio-net-device,netdev=n0,mac={guest.DEFAULT_MAC} </dev/null")
-    return _net_fragment("qemu-net", server, "guest", sizes, reps, packets, max_loss_pct, ready_s=120)
+    _positive(memory_mb=memory_mb, timeout_s=timeout_s, smp=smp)
+    job = {"bench": "net", "ip": f"{net.GUEST_IP}/{net.HOST_CIDR.split('/')[1]}", "net_timeout": timeout_s}
+    server = nested_guest_command(platform="qemu-linux", memory_mb=memory_mb, smp=smp, tap=TAP, job=job)
+    return _net_fragment("qemu-net", f"{server} </dev/null", "guest", sizes, reps, packets, max_loss_pct,
+                         ready_s=120)
 
 
 def job_script(fragments: Sequence[str]) -> str:
@@ -589,6 +596,7 @@ class Testbed:
     firmware_dirs: tuple[str, ...] = tuple(guest.DEFAULT_FIRMWARE_DIRS)
     memory_mb: int = DEFAULT_MEMORY_MB
     smp: int = DEFAULT_SMP
+    boot_timeout_s: float = DEFAULT_BOOT_TIMEOUT_S
 
     __test__ = False
 
@@ -606,11 +614,12 @@ class TestbedRun:
     __test__ = False
 
 
-def run_job(testbed: Testbed, script: str, work_dir: Path, console_log: Path, timeout_s: float) -> TestbedRun:
+def run_job(testbed: Testbed, script: str, work_dir: Path, console_log: Path, timeout_s: float,
+            log: IO[str] | None = None) -> TestbedRun:
     """Boot the testbed once with this job; every failure is one TestbedError line naming the console log.
 
-    ``timeout_s`` bounds the job inside the testbed; the whole boot gets
-    BOOT_ALLOWANCE_S more.  The per-run initrd is written into work_dir and
+    The boot gets ``testbed.boot_timeout_s`` to reach the job, which then gets
+    ``timeout_s`` (enforced inside the testbed too).  The per-run initrd is written into work_dir and
     deleted afterwards.
     """
     for what, path in (("QEMU", testbed.qemu), ("kernel", testbed.kernel), ("base initramfs", testbed.base_initrd)):
@@ -622,8 +631,12 @@ def run_job(testbed: Testbed, script: str, work_dir: Path, console_log: Path, ti
     cmd = testbed_command(qemu=testbed.qemu, kernel=testbed.kernel, initrd=initrd,
                           append=kernel_append(max(1, int(timeout_s))), firmware_dirs=testbed.firmware_dirs,
                           memory_mb=testbed.memory_mb, smp=testbed.smp)
+    if log is not None:
+        log.write(f"$ {procs.command_line(cmd)}\n# {JOB_PATH} in that initrd:\n{script}")
+        log.flush()
     try:
-        res = guest.run_guest(cmd, console_log, timeout_s + BOOT_ALLOWANCE_S, check_status=False)
+        res = guest.run_guest(cmd, console_log, timeout_s, check_status=False,
+                              begin_timeout_s=testbed.boot_timeout_s)
     except guest.GuestError as exc:
         raise TestbedError(str(exc).replace("guest run failed", "testbed run failed", 1)) from None
     finally:
@@ -644,53 +657,55 @@ def run_job(testbed: Testbed, script: str, work_dir: Path, console_log: Path, ti
 
 
 def host_blk(testbed: Testbed, *, reads: int, block_size: int, reps: int, work_dir: Path, console_log: Path,
-             timeout_s: float) -> tuple[list[dict[str, Any]], TestbedRun]:
+             timeout_s: float, log: IO[str] | None = None) -> tuple[list[dict[str, Any]], TestbedRun]:
     """The block experiment's host row inside the testbed: one boot, every repetition."""
     run = run_job(testbed, job_script([host_blk_fragment(reads, block_size, reps)]), work_dir, console_log,
-                  timeout_s)
+                  timeout_s, log)
     return blk_rows(run.segments, kind="host-blk", reps=reps, block_size=block_size,
                     console_log=console_log), run
 
 
 def tender_blk(testbed: Testbed, *, reads: int, block_size: int, reps: int, mem_mb: int, work_dir: Path,
-               console_log: Path, timeout_s: float, provider: str = "builtin"
-               ) -> tuple[list[dict[str, Any]], TestbedRun]:
+               console_log: Path, timeout_s: float, provider: str = "builtin",
+               log: IO[str] | None = None) -> tuple[list[dict[str, Any]], TestbedRun]:
     """The solo5-hvt block row under the testbed's KVM: one boot, every repetition."""
     run = run_job(testbed, job_script([tender_blk_fragment(reads, block_size, reps, mem_mb)]), work_dir,
-                  console_log, timeout_s)
+                  console_log, timeout_s, log)
     return blk_rows(run.segments, kind="tender-blk", reps=reps, block_size=block_size, console_log=console_log,
                     provider=provider), run
 
 
 def qemu_blk(testbed: Testbed, *, platform: str, reads: int, block_size: int, reps: int, memory_mb: int,
-             work_dir: Path, console_log: Path, timeout_s: float) -> tuple[list[dict[str, Any]], TestbedRun]:
+             work_dir: Path, console_log: Path, timeout_s: float, log: IO[str] | None = None
+             ) -> tuple[list[dict[str, Any]], TestbedRun]:
     """A Linux-guest block row under QEMU/KVM inside the testbed: one testbed boot, a guest boot per repetition."""
-    run = run_job(testbed, job_script([qemu_blk_fragment(platform, reads, block_size, reps, memory_mb)]), work_dir,
-                  console_log, timeout_s)
+    script = job_script([qemu_blk_fragment(platform, reads, block_size, reps, memory_mb, testbed.smp)])
+    run = run_job(testbed, script, work_dir, console_log, timeout_s, log)
     return blk_rows(run.segments, kind="qemu-blk", reps=reps, block_size=block_size, console_log=console_log,
                     platform=platform), run
 
 
 def qemu_net(testbed: Testbed, *, sizes: Sequence[int], reps: int, packets: int, max_loss_pct: float,
-             memory_mb: int, work_dir: Path, console_log: Path, timeout_s: float
+             memory_mb: int, work_dir: Path, console_log: Path, timeout_s: float, log: IO[str] | None = None
              ) -> tuple[list[dict[str, Any]], TestbedRun]:
     """The network experiment's qemu-linux row: the Linux guest under QEMU/KVM inside the testbed."""
-    script = job_script([qemu_net_fragment(sizes, reps, packets, max_loss_pct, memory_mb, int(timeout_s))])
-    run = run_job(testbed, script, work_dir, console_log, timeout_s)
+    script = job_script([qemu_net_fragment(sizes, reps, packets, max_loss_pct, memory_mb, int(timeout_s),
+                                           testbed.smp)])
+    run = run_job(testbed, script, work_dir, console_log, timeout_s, log)
     return net_rows(run.segments, sizes=sizes, reps=reps, console_log=console_log, kind="qemu-net"), run
 
 
-def exit_floor(testbed: Testbed, *, exits: int, work_dir: Path, console_log: Path, timeout_s: float
-               ) -> tuple[dict[str, int], TestbedRun]:
+def exit_floor(testbed: Testbed, *, exits: int, work_dir: Path, console_log: Path, timeout_s: float,
+               log: IO[str] | None = None) -> tuple[dict[str, int], TestbedRun]:
     """kvm_exit_floor under the testbed's KVM."""
-    run = run_job(testbed, job_script([exit_floor_fragment(exits)]), work_dir, console_log, timeout_s)
+    run = run_job(testbed, job_script([exit_floor_fragment(exits)]), work_dir, console_log, timeout_s, log)
     return exit_floor_result(run.segments, console_log), run
 
 
 def tender_net(testbed: Testbed, *, sizes: Sequence[int], reps: int, packets: int, max_loss_pct: float,
-               mem_mb: int, work_dir: Path, console_log: Path, timeout_s: float, provider: str = "builtin"
-               ) -> tuple[list[dict[str, Any]], TestbedRun]:
+               mem_mb: int, work_dir: Path, console_log: Path, timeout_s: float, provider: str = "builtin",
+               log: IO[str] | None = None) -> tuple[list[dict[str, Any]], TestbedRun]:
     """The network experiment's solo5-hvt row: ping_serve on the tender, icmp_bench on the testbed's tap."""
     script = job_script([tender_net_fragment(sizes, reps, packets, max_loss_pct, mem_mb)])
-    run = run_job(testbed, script, work_dir, console_log, timeout_s)
+    run = run_job(testbed, script, work_dir, console_log, timeout_s, log)
     return net_rows(run.segments, sizes=sizes, reps=reps, console_log=console_log, provider=provider), run

@@ -1,0 +1,19 @@
+"""One real smoke run per test session, shared by the end-to-end modules."""
+
+import time
+from pathlib import Path
+
+import pytest
+from testkit import copy_project, require_root, snakemake
+
+
+@pytest.fixture(scope="session")
+def smoke_project(tmp_path_factory) -> Path:
+    """A copy of the project after a full smoke-profile run (fetch, patch, build, measure, aggregate)."""
+    require_root()
+    copy = copy_project(tmp_path_factory.mktemp("smoke"))
+    start = time.monotonic()
+    proc = snakemake(copy)
+    print(f"full smoke run: {time.monotonic() - start:.1f} s")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return copy

@@ -1,0 +1,183 @@
+"""Children of a job are always stopped, and a job's failure or cancellation is one line (real processes)."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from unikio import job, procs, supervise
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = dict(os.environ, PYTHONPATH=str(REPO / "workflow" / "scripts"))
+
+
+def gone(pid: int, within_s: float = 5.0) -> bool:
+    """pid has exited (a zombie counts as exited) within the time."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_run_stops_the_whole_group_on_timeout(tmp_path):
+    pidfile = tmp_path / "pids"
+    with pytest.raises(subprocess.TimeoutExpired):
+        procs.run(["sh", "-c", f"sleep 100 & echo $! > {pidfile}; sleep 100"], timeout_s=0.5)
+    grandchild = int(pidfile.read_text())
+    assert gone(grandchild)
+    assert procs.stop_all() == []
+
+
+def test_run_returns_like_subprocess_run():
+    proc = procs.run(["sh", "-c", "echo out; echo err >&2; exit 3"], timeout_s=10, env={"X": "1"})
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, "out\n", "err\n")
+    assert procs.exit_reason(proc.returncode, proc.stderr) == "status 3: err"
+    assert procs.exit_reason(-9) == "killed by SIGKILL"
+
+
+def test_missing_program_is_an_oserror_naming_it():
+    with pytest.raises(FileNotFoundError, match="/no/such/prog"):
+        procs.start(["/no/such/prog"])
+
+
+def test_child_dies_with_a_job_that_is_sigkilled():
+    code = ("from unikio import procs\nimport time\np = procs.start(['sleep', '100'])\nprint(p.pid, flush=True)\n"
+            "time.sleep(100)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=ENV)
+    child = int(parent.stdout.readline())
+    assert not gone(child, within_s=0.3)
+    parent.kill()
+    parent.wait()
+    assert gone(child)
+
+
+JOB = textwrap.dedent("""
+    import sys, time, types
+    from pathlib import Path
+    from unikio import job, procs
+    from unikio.errors import PipelineError
+    sm = types.SimpleNamespace(log=[sys.argv[1]], rule="demo", output=sys.argv[3:])
+
+    def body(log):
+        what = sys.argv[2]
+        if what == "sleep":
+            p = procs.start(["sleep", "100"])
+            print(p.pid, flush=True)
+            time.sleep(100)
+        elif what == "enospc":
+            raise OSError(28, "No space left on device", "/dev/shm/x")
+        elif what == "bug":
+            {}["missing"]
+        elif what == "partial":
+            Path(sm.output[0]).write_text("half a row")
+            Path(sm.output[1]).mkdir()
+            (Path(sm.output[1]) / "f").write_text("x")
+            raise PipelineError("failed after writing")
+        log.write("done\\n")
+
+    job.run(sm, body)
+""")
+
+
+def start_job(tmp_path, what, *outputs):
+    log = tmp_path / "job.log"
+    proc = subprocess.Popen([sys.executable, "-c", JOB, str(log), what, *map(str, outputs)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+    return proc, log
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_cancelled_job_stops_its_children_and_says_so_in_one_line(tmp_path, signum):
+    proc, log = start_job(tmp_path, "sleep")
+    child = int(proc.stdout.readline())
+    start = time.monotonic()
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=20)
+    assert time.monotonic() - start < 3
+    assert proc.returncode == 128 + signum
+    name = signal.Signals(signum).name
+    assert err.strip().splitlines() == [f"ERROR in rule demo: cancelled by {name} (log: {log})"]
+    assert gone(child, within_s=0.5)
+    assert f"ERROR: cancelled by {name}" in log.read_text()
+
+
+@pytest.mark.parametrize("what,line", [
+    ("enospc", "No space left on device (/dev/shm/x)"),
+    ("bug", "unexpected KeyError: 'missing'"),
+])
+def test_any_failure_is_one_line_with_the_detail_in_the_log(tmp_path, what, line):
+    proc, log = start_job(tmp_path, what)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1
+    assert err.strip().splitlines() == [f"ERROR in rule demo: {line} (log: {log})"]
+    if what == "bug":
+        assert "Traceback" in log.read_text()
+
+
+def test_a_failed_job_leaves_none_of_its_outputs(tmp_path):
+    outputs = (tmp_path / "row.json", tmp_path / "tree")
+    proc, log = start_job(tmp_path, "partial", *outputs)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1 and err.strip() == f"ERROR in rule demo: failed after writing (log: {log})"
+    assert not any(p.exists() for p in outputs)
+
+
+CLEANUP = textwrap.dedent("""
+    import os, signal, sys, threading, time
+    from unikio import job, procs
+    job.cancel_on_signals()
+
+    def helper():
+        procs.block_cancel_signals()
+        time.sleep(5)
+
+    # With helper threads alive the kernel may hand the signal to any thread that does not block it.
+    for _ in range(int(sys.argv[1])):
+        threading.Thread(target=helper, daemon=True).start()
+    time.sleep(0.1)
+    try:
+        with procs.uninterrupted():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.3)
+            print("cleanup finished", flush=True)
+    except job.Cancelled as e:
+        print("then", e, flush=True)
+""")
+
+
+@pytest.mark.parametrize("helpers", [0, 3])
+def test_a_cleanup_is_not_cut_short_by_a_signal(helpers):
+    out = subprocess.run([sys.executable, "-c", CLEANUP, str(helpers)], capture_output=True, text=True, env=ENV,
+                         timeout=20).stdout
+    assert out.splitlines() == ["cleanup finished", "then cancelled by SIGTERM"]
+
+
+def test_run_stops_the_child_as_soon_as_its_watch_says_why():
+    start = time.monotonic()
+    with pytest.raises(procs.Stopped, match="the guest is gone"):
+        procs.run(["sleep", "100"], timeout_s=60,
+                  watch=lambda: "the guest is gone" if time.monotonic() - start > 0.3 else None)
+    assert time.monotonic() - start < 2
+    assert procs.stop_all() == []
+
+
+def test_snakemake_signals_go_to_job_scripts_alone_and_to_shell_rules_whole():
+    parents = {10: 1, 11: 10, 12: 11, 13: 10, 14: 13, 15: 14, 16: 99}
+    cmdline = {11: "python3 /p/.snakemake/scripts/tmpab.run_blk_qemu.py", 13: "/bin/bash -c set -euo pipefail; make"}
+    # The job script stops its own QEMU (12) in order; a shell rule's build goes with its shell.
+    assert supervise.cancel_targets(10, parents, cmdline) == [11, 13, 14, 15]
+
+
+def test_job_describe_names_timeouts():
+    exc = subprocess.TimeoutExpired(["icmp_bench", "--count", "5"], 12.5)
+    assert job.describe(exc) == "icmp_bench ran longer than 12.5 s"

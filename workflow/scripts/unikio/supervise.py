@@ -1,0 +1,91 @@
+"""Snakemake's side of a cancellation: SIGINT, SIGTERM or SIGHUP to Snakemake stops the running jobs now.
+
+Left alone, Snakemake answers SIGTERM by waiting for its running jobs to
+finish, and a SIGINT sent to its pid alone never reaches them: a Linux-guest
+row at the study's counts would hold the run for hours.  Installed from the
+Snakefile's ``onstart``, :func:`forward_cancellation` makes every one of these
+signals (a terminal's Ctrl-C included) do the same thing: each running job gets
+SIGTERM, which our job scripts turn into a clean stop (unikio.job, unikio.procs),
+and Snakemake itself cancels the run as it does on Ctrl-C, removing the
+outputs of the jobs it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from .procs import CANCEL_SIGNALS
+
+# Snakemake runs a `script:` job as `python .snakemake/scripts/tmpXXXX.<name>.py`.
+_SCRIPT_MARK = "/.snakemake/scripts/"
+
+
+def _parents(proc: Path = Path("/proc")) -> dict[int, int]:
+    """{pid: parent pid} of every process."""
+    parents = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # The command name in parentheses may hold spaces; the ppid is the second field after it.
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def cancel_targets(root: int, parents: dict[int, int], cmdline: dict[int, str]) -> list[int]:
+    """What to signal below root: a job script only (it stops its own children in order),
+    anything else (a shell rule: a shell and the build it runs) with everything below it."""
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+
+    def below(pid: int) -> list[int]:
+        out = []
+        for child in children.get(pid, []):
+            out += [child, *below(child)]
+        return out
+
+    targets = []
+    for job in sorted(children.get(root, [])):
+        targets += [job] if _SCRIPT_MARK in cmdline.get(job, "") else [job, *below(job)]
+    return targets
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def stop_jobs() -> None:
+    """SIGTERM to the running jobs of this process (see cancel_targets)."""
+    me = os.getpid()
+    parents = _parents()
+    jobs = [pid for pid, ppid in parents.items() if ppid == me]
+    for pid in cancel_targets(me, parents, {pid: _cmdline(pid) for pid in jobs}):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def forward_cancellation() -> None:
+    """Make SIGINT, SIGTERM and SIGHUP to this (Snakemake) process stop its jobs and cancel the run."""
+    cancelled = False
+
+    def handler(_signum: int, _frame: object) -> None:
+        nonlocal cancelled
+        stop_jobs()
+        if not cancelled:
+            cancelled = True
+            # What Snakemake's scheduler treats as a user's request to stop.
+            raise KeyboardInterrupt
+
+    for s in CANCEL_SIGNALS:
+        signal.signal(s, handler)
