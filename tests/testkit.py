@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from unikio import version
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["--configfile", "config/smoke.yaml"]
@@ -20,7 +22,10 @@ def require_root() -> None:
 
 
 def copy_project(dest: Path) -> Path:
-    """Copy what git would (tracked and new, not ignored) plus a link to the venv."""
+    """Copy what git would (tracked and new, not ignored) plus a link to the venv.
+
+    The copy is no git checkout: its VERSION.json names this checkout's commit, as an artifact's does.
+    """
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
                            capture_output=True, text=True, check=True).stdout.split("\0")
     for rel in filter(None, files):
@@ -29,6 +34,8 @@ def copy_project(dest: Path) -> Path:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     (dest / ".venv").symlink_to(REPO / ".venv")
+    recorded = {k: v for k, v in version.describe(REPO).items() if k != "source"}
+    (dest / version.VERSION_FILE).write_text(json.dumps(recorded, indent=2) + "\n")
     return dest
 
 

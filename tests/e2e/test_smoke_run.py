@@ -16,7 +16,7 @@ import time
 import pandas as pd
 import pytest
 from testkit import planned_jobs, snakemake
-from unikio import codehash, hostinfo, loopdev, results
+from unikio import codehash, hostinfo, loopdev, results, version
 
 pytestmark = pytest.mark.e2e
 
@@ -136,6 +136,28 @@ def test_network_rows_from_real_packets(project):
         for ext in ("csv", "md", "tex"):
             assert (project / f"results/tables/net_{arch}.{ext}").stat().st_size > 0
         assert (project / f"results/figures/net_{arch}.png").stat().st_size > 1000
+
+
+def test_every_row_names_its_kvm_and_its_pipeline(project):
+    impl = hostinfo.kvm_impl()
+    label = version.label(version.describe(project))  # the copy's VERSION.json: this checkout's commit
+    for df in (read_runs(project), pd.read_csv(project / "results/data/net_runs.csv", keep_default_na=False,
+                                               na_values=[""])):
+        kvm = df[df["accel"] == "kvm"]
+        assert (kvm[kvm["testbed"] == "native"]["kvm_impl"] == impl).all()
+        assert kvm[kvm["testbed"] == "emulated"]["kvm_impl"].str.startswith("kvm_arm64").all()
+        assert df[df["accel"] != "kvm"]["kvm_impl"].isna().all()
+        assert set(df["pipeline_version"]) == {label}
+    prov = json.loads((project / "results/provenance.json").read_text())
+    assert prov["host"]["kvm_impl"] == impl
+    assert prov["pipeline"]["commit"] == version.describe(project)["commit"]
+    if impl not in hostinfo.SOFTWARE_KVM or not KVM_USABLE:
+        return
+    # On this kind of machine (kvm_pvm) the unikernel rows are marked like emulated ones.
+    table = pd.read_csv(project / f"results/tables/blk_{HOST_ARCH}.csv", keep_default_na=False)
+    row = table[(table["platform"] == "solo5-hvt (builtin)") & (table["testbed"] == "native")].iloc[0]
+    assert row["kvm_impl"] == impl and row["note"] == f"software-assisted KVM ({impl}): not a performance result"
+    assert row["ratio_carbon-x1"] == "" and row["pipeline_version"] == label
 
 
 def test_no_namespace_or_loop_device_is_left_behind(project):
@@ -261,5 +283,5 @@ def test_archive_holds_the_artifact(project):
     for must in ("config/config.yaml", "patches/qemu/0001-pread-accounting.patch", "native/bench/blk_bench.c",
                  "results/sources/qemu/lock.json", "results/data/blk_runs.csv",
                  f"results/tables/blk_{HOST_ARCH}.md", f"results/figures/blk_{HOST_ARCH}.png",
-                 "results/provenance.json", f"results/raw/blk/{HOST_ARCH}/host/rep1/run.log"):
+                 "results/provenance.json", f"results/raw/blk/{HOST_ARCH}/host/rep1/run.log", "VERSION.json"):
         assert f"unikio-artifact/{must}" in names, must

@@ -36,22 +36,28 @@ NET_REFERENCE = pd.DataFrame(
 REF_COLUMNS = ["zcu102_pps", "ratio_zcu102", "xgene1_pps", "ratio_xgene1"]
 
 
+def hardware_kvm(accel, kvm_impl):
+    return kvm_impl if kvm_impl is not None else ("kvm_amd" if accel == "kvm" else "")
+
+
 def runs(totals, pread, platform="qemu-linux-smp", accel="tcg", reads=1000, testbed="native", arch="x86_64",
-         block_size=512, provider=""):
+         block_size=512, provider="", kvm_impl=None):
     rows = [results.blk_row(arch=arch, platform=platform, accel=accel, testbed=testbed, rep=i + 1,
                             host="cpu", result={"reads": reads, "block_size": block_size, "total_ns": t},
-                            pread={"pread_calls": reads, "pread_ns": p}, provider=provider)
+                            pread={"pread_calls": reads, "pread_ns": p}, provider=provider,
+                            kvm_impl=hardware_kvm(accel, kvm_impl))
             for i, (t, p) in enumerate(zip(totals, pread, strict=True))]
     return pd.DataFrame(rows, columns=results.BLK_COLUMNS)
 
 
 def net_runs(platform, size, pps, lost, accel="kvm", testbed="native", packets=1000, arch="aarch64",
-             provider="", rtt_ns=None):
+             provider="", rtt_ns=None, kvm_impl=None):
     """Tidy net rows, one per repetition: pps, lost and (optionally) the mean round trip per run."""
     rtt_ns = rtt_ns or [round(1e9 / p) for p in pps]
     rows = [{"arch": arch, "platform": platform, "provider": provider, "accel": accel, "testbed": testbed,
              "data_bytes": size, "packets": packets, "rep": i + 1, "avg_rtt_ns": r, "min_rtt_ns": r,
-             "max_rtt_ns": r, "pps": p, "lost": n, "host": "cpu", "timestamp": "t"}
+             "max_rtt_ns": r, "pps": p, "lost": n, "host": "cpu", "timestamp": "t",
+             "kvm_impl": hardware_kvm(accel, kvm_impl), "pipeline_version": "0123456789ab"}
             for i, (p, n, r) in enumerate(zip(pps, lost, rtt_ns, strict=True))]
     return pd.DataFrame(rows, columns=results.NET_COLUMNS)
 
@@ -329,3 +335,38 @@ def test_overhead_table_other_arch_and_empty():
     assert table.iloc[0]["overhead_ns_per_read"] == 6000.0 and table.iloc[0]["overhead_over_floor"] == 3.0
     empty = aggregate.overhead_table(overhead_runs(), "riscv64", {"n": 1, "total_ns": 1})
     assert empty.empty and list(empty.columns) == aggregate.OVERHEAD_TABLE_COLUMNS
+
+
+def test_software_assisted_kvm_rows_are_marked_like_emulated_ones(tmp_path):
+    """kvm_pvm emulates the guest's kernel code: its rows get a note, no ratio, a hatched bar of their own."""
+    df = pd.concat([
+        runs([10_000_000, 14_000_000], [4_000_000, 4_000_000], platform="solo5-hvt", accel="kvm",
+             provider="builtin", kvm_impl="kvm_pvm"),
+        runs([20_000_000], [4_000_000], platform="solo5-hvt", accel="kvm", provider="builtin",
+             kvm_impl="kvm_amd-nested"),
+    ])
+    table = aggregate.blk_table(df, BLK_REFERENCE, "x86_64", ["solo5-hvt"], {})
+    assert list(zip(table["kvm_impl"], table["runs"], strict=True)) == [("kvm_amd-nested", 1), ("kvm_pvm", 2)]
+    hardware, pvm = table.iloc[0], table.iloc[1]
+    assert pvm["note"] == "software-assisted KVM (kvm_pvm): not a performance result"
+    assert math.isnan(pvm["ratio_carbon-x1"]) and pvm["carbon-x1_total_ms"] == 800.0
+    assert hardware["note"] == "" and hardware["ratio_carbon-x1"] == pytest.approx(2.5)  # 20 us against 8 us
+    fig = aggregate.blk_figure(table, BLK_REFERENCE, "x86_64", tmp_path / "blk")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [
+        "solo5-hvt (builtin)", "solo5-hvt (builtin)\n[kvm_pvm]"]
+    assert [p.get_hatch() or "" for p in fig.axes[0].patches] == ["", "//", "", "//"]
+    net = aggregate.net_table(net_runs("solo5-hvt", 1, [1000.0], [0], arch="x86_64", kvm_impl="kvm_pvm"),
+                              NET_REFERENCE, "x86_64", ["solo5-hvt"], {})
+    assert net.iloc[0]["note"].startswith("software-assisted KVM (kvm_pvm)")
+    assert math.isnan(net.iloc[0]["ratio_carbon-x1"]) and net.iloc[0]["carbon-x1_pps"] == 90_000.0
+
+
+def test_tables_name_the_pipeline_versions_of_their_rows():
+    df = runs([10, 20], [1, 1])
+    df.loc[1, "pipeline_version"] = "fedcba987654+dirty.1234abcd"
+    table = aggregate.blk_table(df, REFERENCE, "x86_64", ["qemu-linux-smp"], {})
+    versions = table.iloc[0]["pipeline_version"].split()
+    assert versions[1] == "fedcba987654+dirty.1234abcd" and len(versions) == 2
+    caption = aggregate.caption("blk", df, "x86_64")
+    assert caption.endswith(f"Measured by pipeline {versions[0]} fedcba987654+dirty.1234abcd.")
+    assert aggregate.caption("blk", df, "aarch64").endswith("Measured by pipeline (no rows).")

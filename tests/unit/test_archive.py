@@ -1,6 +1,7 @@
+import json
 import tarfile
 
-from unikio import archive
+from unikio import archive, version
 
 
 def test_archive_holds_project_and_results_but_no_caches(tmp_path):
@@ -17,3 +18,18 @@ def test_archive_holds_project_and_results_but_no_caches(tmp_path):
     assert "unikio-artifact/results/sources/qemu/lock.json" in names
     assert not any("__pycache__" in n or n.endswith(".tar.xz") for n in names)
     assert not (tmp_path / "artifact.tar.gz.part").exists()
+
+
+def test_archive_names_the_commit_it_came_from(tmp_path):
+    """Unpacked outside git, the artifact still says which pipeline commit made it."""
+    (tmp_path / "project" / "config").mkdir(parents=True)
+    (tmp_path / "project" / "VERSION.json").write_text(
+        json.dumps({"commit": "a" * 40, "dirty": True, "diff_sha256": "b" * 64, "untracked": []}))
+    out = tmp_path / "artifact.tar.gz"
+    archive.write(tmp_path / "project", out)
+    with tarfile.open(out) as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    unpacked = tmp_path / "unpacked" / "unikio-artifact"
+    v = version.describe(unpacked)
+    assert (v["commit"], v["dirty"], v["diff_sha256"], v["source"]) == ("a" * 40, True, "b" * 64, "VERSION.json")
+    assert version.label(v) == "aaaaaaaaaaaa+dirty.bbbbbbbb"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import shlex
 import shutil
 import stat
@@ -250,7 +251,18 @@ def test_exit_floor_and_net_rows_from_the_transcript() -> None:
 
 def test_net_row_defaults_to_the_native_testbed() -> None:
     res = {"size": 1, "packets": 1, "avg_ns": 1, "min_ns": 1, "max_ns": 1, "pps": 1.0, "lost": 0}
-    assert net.row(arch="x86_64", platform="p", provider="", accel="kvm", rep=1, result=res)["testbed"] == "native"
+    row = net.row(arch="x86_64", platform="p", provider="", accel="kvm", rep=1, result=res, kvm_impl="kvm_amd")
+    assert (row["testbed"], row["kvm_impl"]) == ("native", "kvm_amd")
+
+
+def test_testbed_rows_name_the_testbed_kernels_kvm() -> None:
+    segments = testbed.parse_segments(TRANSCRIPT)
+    rows = testbed.blk_rows(segments, kind="tender-blk", reps=2, block_size=512, console_log=LOG,
+                            kvm_impl="kvm_arm64-vhe")
+    assert {r["kvm_impl"] for r in rows} == {"kvm_arm64-vhe"}
+    host = testbed.blk_rows(segments, kind="host-blk", reps=2, block_size=512, console_log=LOG,
+                            kvm_impl="kvm_arm64-vhe")
+    assert {r["kvm_impl"] for r in host} == {""}  # accel=none: no KVM involved
 
 
 def test_failed_measurement_is_one_line_naming_the_log() -> None:
@@ -344,6 +356,18 @@ def test_run_job_boots_once_and_removes_its_initrd(tmp_path: Path) -> None:
     assert "job seen" in run.lines[0] and "script_timeout=30" in run.lines[0]
     assert run.console_log.read_text().startswith("Booting Linux")
     assert list(work.iterdir()) == []
+
+
+def test_run_job_records_the_testbed_kernels_kvm_and_logs_what_it_ran(tmp_path: Path) -> None:
+    tb = fake_testbed(tmp_path, transcript=["TB-KVM [    0.7] kvm [1]: VHE mode initialized successfully",
+                                            *TRANSCRIPT])
+    log = io.StringIO()
+    rows, run = testbed.tender_blk(tb, reads=200, block_size=512, reps=2, mem_mb=32, work_dir=tmp_path / "w",
+                                   console_log=tmp_path / "console.log", timeout_s=30, log=log)
+    assert run.kvm_impl == "kvm_arm64-vhe" and {r["kvm_impl"] for r in rows} == {"kvm_arm64-vhe"}
+    logged = log.getvalue()
+    assert logged.startswith(f"$ {tb.qemu} ") and "# job.sh in that initrd:\n#!/bin/sh\n" in logged
+    assert "--block-sector-size:storage=512" in logged
 
 
 def test_run_job_reports_a_failed_job_in_one_line(tmp_path: Path) -> None:

@@ -71,6 +71,8 @@ rule provenance:
         f"{LOGS}/provenance.log",
     params:
         config=config,
+        # Reruns on every commit: provenance names the pipeline that wrote it.
+        pipeline=version.label(PIPELINE),
     script:
         "../scripts/write_provenance.py"
 

@@ -9,7 +9,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from unikio import config as unikio_config  # noqa: E402
-from unikio import aptsrc, codehash, hostinfo, initramfs, matrix, qemubuild, startup, supervise  # noqa: E402
+from unikio import aptsrc, codehash, hostinfo, initramfs, matrix, qemubuild, startup, supervise, version  # noqa: E402
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 _problem = unikio_config.explain_invalid(config, unikio_config.load_schema(SCHEMA))
@@ -17,6 +17,7 @@ if _problem:
     raise WorkflowError(_problem)
 validate(config, SCHEMA)
 
+PIPELINE = version.describe()
 HOST_ARCH = hostinfo.host_arch()
 KVM = hostinfo.kvm_status()
 PLAN = matrix.plan(config, HOST_ARCH, KVM)

@@ -13,7 +13,7 @@ def body(log):
     runs = pd.read_csv(sm.input.runs, keep_default_na=False, na_values=[""])
     table = aggregate.TABLES[experiment](runs, pd.read_csv(sm.input.reference), arch, list(sm.params.platforms),
                                          dict(sm.params.skipped))
-    aggregate.write_table(table, Path(sm.output.csv).with_suffix(""), aggregate.CAPTIONS[experiment].format(arch=arch))
+    aggregate.write_table(table, Path(sm.output.csv).with_suffix(""), aggregate.caption(experiment, runs, arch))
     log.write(table.to_string() + "\n")
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from . import hostinfo
 from .results import BLK_COLUMNS, NET_COLUMNS
 
 if TYPE_CHECKING:
@@ -18,14 +19,17 @@ STUDY_READS = 100_000  # reads per run in the original study
 STUDY_BLOCK_SIZE = 512
 NS_PER_MS = 1e6
 COLUMNS = {"blk": BLK_COLUMNS, "net": NET_COLUMNS}
-BLK_TABLE_COLUMNS = ["platform", "accel", "testbed", "runs", "reads", "block_size", "total_ms", "total_sd",
-                     "pread_ms", "pread_sd", "guest_monitor_ms", "guest_monitor_sd", "cv_total", "us_per_read",
-                     "note"]
-NET_TABLE_COLUMNS = ["platform", "accel", "testbed", "data_bytes", "runs", "packets", "pps", "pps_sd", "avg_rtt_us",
-                     "lost_pct", "note"]
-OVERHEAD_TABLE_COLUMNS = ["platform", "accel", "testbed", "runs", "total_ns_per_read", "pread_ns_per_read",
-                          "overhead_ns_per_read", "exit_floor_ns", "overhead_over_floor"]
+BLK_TABLE_COLUMNS = ["platform", "accel", "kvm_impl", "testbed", "runs", "reads", "block_size", "total_ms",
+                     "total_sd", "pread_ms", "pread_sd", "guest_monitor_ms", "guest_monitor_sd", "cv_total",
+                     "us_per_read", "note", "pipeline_version"]
+NET_TABLE_COLUMNS = ["platform", "accel", "kvm_impl", "testbed", "data_bytes", "runs", "packets", "pps", "pps_sd",
+                     "avg_rtt_us", "lost_pct", "note", "pipeline_version"]
+OVERHEAD_TABLE_COLUMNS = ["platform", "accel", "kvm_impl", "testbed", "runs", "total_ns_per_read",
+                          "pread_ns_per_read", "overhead_ns_per_read", "exit_floor_ns", "overhead_over_floor"]
 NOT_PERFORMANCE = "emulated: not a performance result"
+SOFTWARE_KVM_NOTE = "software-assisted KVM ({impl}): not a performance result"
+# What tells rows apart that must never be averaged together.
+GROUP_KEYS = ["provider", "accel", "kvm_impl", "testbed"]
 # Counts stay integers in the written tables even where a not-measured row leaves them empty.
 _INT_COLUMNS = ("runs", "reads", "block_size", "data_bytes", "packets")
 NAN = float("nan")
@@ -46,14 +50,42 @@ def _label(platform: str, provider: str) -> str:
     return f"{platform} ({provider})" if provider else platform
 
 
-def _not_performance(accel: object, testbed: object) -> bool:
-    """TCG guests and anything inside the emulated testbed time the emulator, not the platform."""
-    return accel == "tcg" or testbed == "emulated"
+def _not_performance(accel: object, testbed: object, kvm_impl: object = "") -> bool:
+    """TCG guests, anything inside the emulated testbed and guests of a software-assisted KVM (whose
+    kernel code is emulated) time an emulator, not the platform."""
+    return accel == "tcg" or testbed == "emulated" or kvm_impl in hostinfo.SOFTWARE_KVM
+
+
+def note(accel: object, testbed: object, kvm_impl: object = "") -> str:
+    """The table note of a measured row: why it is not a performance result, or nothing."""
+    if accel == "tcg" or testbed == "emulated":
+        return NOT_PERFORMANCE
+    if kvm_impl in hostinfo.SOFTWARE_KVM:
+        return SOFTWARE_KVM_NOTE.format(impl=kvm_impl)
+    return ""
+
+
+def marker(accel: object, testbed: object, kvm_impl: object) -> str:
+    """The figure label's mark for a row that is not a performance result, or nothing."""
+    if testbed == "emulated" or accel == "tcg":
+        return f"[{accel}, emulated]"
+    return f"[{kvm_impl}]" if kvm_impl in hostinfo.SOFTWARE_KVM else ""
+
+
+def _versions(g: pd.DataFrame) -> str:
+    return " ".join(sorted(set(g["pipeline_version"].fillna("").astype(str)) - {""}))
+
+
+def _prepared(runs: pd.DataFrame, arch: str) -> pd.DataFrame:
+    ours = runs[runs["arch"] == arch].copy()
+    for column in ("provider", "kvm_impl"):
+        ours[column] = ours[column].fillna("")
+    return ours
 
 
 def _not_measured(platform: str, skipped: dict[str, str]) -> dict[str, object]:
     """The start of a row for a configured platform without runs: why, and no accel or testbed."""
-    return {"platform": platform, "accel": None, "testbed": None,
+    return {"platform": platform, "accel": None, "kvm_impl": None, "testbed": None,
             "note": "not measured: " + skipped.get(platform, "no runs")}
 
 
@@ -75,8 +107,7 @@ def blk_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str,
     Ratios are left empty for rows that are not performance results (TCG, emulated
     testbed) and for block sizes other than the study's; the study's values stay.
     """
-    ours = runs[runs["arch"] == arch].copy()
-    ours["provider"] = ours["provider"].fillna("")
+    ours = _prepared(runs, arch)
     ours["guest_monitor_ns"] = ours["total_ns"] - ours["pread_ns"]
     ref = reference[reference["arch"] == arch]
     ref_hosts = list(dict.fromkeys(ref["host"]))
@@ -90,23 +121,23 @@ def blk_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str,
                 rec[f"ratio_{host}"] = NAN
             records.append(rec)
             continue
-        for (provider, accel, testbed), g in mine.groupby(["provider", "accel", "testbed"], dropna=False):
+        for (provider, accel, kvm_impl, testbed), g in mine.groupby(GROUP_KEYS, dropna=False):
             total_ms = g["total_ns"] / NS_PER_MS
             pread_ms = g["pread_ns"] / NS_PER_MS
             gm_ms = g["guest_monitor_ns"] / NS_PER_MS
             block_size = int(g["block_size"].iloc[0])
             per_read_us = (g["total_ns"] / g["reads"]).mean() / 1e3
             rec = {
-                "platform": _label(platform, provider), "accel": accel, "testbed": testbed,
+                "platform": _label(platform, provider), "accel": accel, "kvm_impl": kvm_impl, "testbed": testbed,
                 "runs": len(g), "reads": int(g["reads"].iloc[0]), "block_size": block_size,
                 "total_ms": total_ms.mean(), "total_sd": total_ms.std(ddof=1),
                 "pread_ms": pread_ms.mean(), "pread_sd": pread_ms.std(ddof=1),
                 "guest_monitor_ms": gm_ms.mean(), "guest_monitor_sd": gm_ms.std(ddof=1),
                 "cv_total": total_ms.std(ddof=1) / total_ms.mean() if len(g) > 1 else NAN,
                 "us_per_read": per_read_us,
-                "note": NOT_PERFORMANCE if _not_performance(accel, testbed) else "",
+                "note": note(accel, testbed, kvm_impl), "pipeline_version": _versions(g),
             }
-            comparable = block_size == STUDY_BLOCK_SIZE and not _not_performance(accel, testbed)
+            comparable = block_size == STUDY_BLOCK_SIZE and not _not_performance(accel, testbed, kvm_impl)
             for host in ref_hosts:
                 orig_ms = _reference(ref, host, platform, "total_ms")
                 rec[f"{host}_total_ms"] = orig_ms
@@ -187,10 +218,9 @@ def blk_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Pa
         else:
             per_read = rows["us_per_read"] / rows["total_ms"]
             pread, rest = rows["pread_ms"] * per_read, rows["guest_monitor_ms"] * per_read
-            emulated = rows["note"].str.startswith("emulated")
-            labels = [p + (f"\n[{a}, emulated]" if e else "")
-                      for p, a, e in zip(rows["platform"], rows["accel"], emulated, strict=True)]
-            hatch = ["//" if e else "" for e in emulated]
+            marks = [marker(a, t, k) for a, t, k in zip(rows["accel"], rows["testbed"], rows["kvm_impl"], strict=True)]
+            labels = [p + (f"\n{m}" if m else "") for p, m in zip(rows["platform"], marks, strict=True)]
+            hatch = ["//" if m else "" for m in marks]
             x = list(range(len(rows)))
             ax.bar(x, pread, label="pread syscall", color="#4c72b0", hatch=hatch)
             ax.bar(x, rest, bottom=pread, label="guest + monitor", color="#dd8452", hatch=hatch)
@@ -215,13 +245,13 @@ def overhead_table(runs: pd.DataFrame, arch: str, floor: dict[str, int]) -> pd.D
     """Per platform: ns per read (total, pread, the rest) and that rest over the exit floor."""
     floor_ns = floor["total_ns"] / floor["n"]
     # The floor is measured where the tender runs: compare the tender and the host's own pread, not TCG guests.
-    ours = runs[(runs["arch"] == arch) & runs["platform"].isin(["host", "solo5-hvt"])]
+    ours = _prepared(runs, arch)
+    ours = ours[ours["platform"].isin(["host", "solo5-hvt"])]
     records = []
-    for (platform, provider, accel, testbed), g in ours.groupby(["platform", "provider", "accel", "testbed"],
-                                                                dropna=False):
+    for (platform, provider, accel, kvm_impl, testbed), g in ours.groupby(["platform", *GROUP_KEYS], dropna=False):
         total = (g["total_ns"] / g["reads"]).mean()
         pread = (g["pread_ns"] / g["reads"]).mean()
-        rec = {"platform": _label(platform, provider if isinstance(provider, str) else ""), "accel": accel,
+        rec = {"platform": _label(platform, provider), "accel": accel, "kvm_impl": kvm_impl,
                "testbed": testbed, "runs": len(g), "total_ns_per_read": total, "pread_ns_per_read": pread,
                "overhead_ns_per_read": total - pread, "exit_floor_ns": floor_ns,
                "overhead_over_floor": (total - pread) / floor_ns if platform != "host" else NAN}
@@ -248,8 +278,7 @@ def net_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str, platforms:
     `packets` is per run; `lost_pct` is lost over sent, both summed over the runs.
     A platform we did not measure keeps one row per size the study reports for it.
     """
-    ours = runs[runs["arch"] == arch].copy()
-    ours["provider"] = ours["provider"].fillna("")
+    ours = _prepared(runs, arch)
     ref = reference[reference["arch"] == arch]
     ref_hosts = list(dict.fromkeys(ref["host"]))
     records = []
@@ -261,15 +290,14 @@ def net_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str, platforms:
                 rec = _not_measured(platform, skipped) | {"data_bytes": size}
                 records.append(rec | _net_reference(ref, ref_hosts, platform, size, NAN))
             continue
-        for (provider, accel, testbed, size), g in mine.groupby(["provider", "accel", "testbed", "data_bytes"],
-                                                                 dropna=False):
+        for (provider, accel, kvm_impl, testbed, size), g in mine.groupby([*GROUP_KEYS, "data_bytes"], dropna=False):
             pps = g["pps"].mean()
-            rec = {"platform": _label(platform, provider), "accel": accel, "testbed": testbed,
+            rec = {"platform": _label(platform, provider), "accel": accel, "kvm_impl": kvm_impl, "testbed": testbed,
                    "data_bytes": int(size), "runs": len(g), "packets": int(g["packets"].iloc[0]),
                    "pps": pps, "pps_sd": g["pps"].std(ddof=1), "avg_rtt_us": g["avg_rtt_ns"].mean() / 1e3,
                    "lost_pct": 100 * g["lost"].sum() / g["packets"].sum(),
-                   "note": NOT_PERFORMANCE if _not_performance(accel, testbed) else ""}
-            ratio_pps = NAN if _not_performance(accel, testbed) else pps
+                   "note": note(accel, testbed, kvm_impl), "pipeline_version": _versions(g)}
+            ratio_pps = NAN if _not_performance(accel, testbed, kvm_impl) else pps
             records.append(rec | _net_reference(ref, ref_hosts, platform, int(size), ratio_pps))
     return _ordered(pd.DataFrame.from_records(records), NET_TABLE_COLUMNS)
 
@@ -286,7 +314,7 @@ def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Pa
             part = frame[frame[label_col] == label].set_index(size_col)
             values = [part[value_col].get(s, NAN) for s in sizes]
             ax.bar([x + i * width for x in range(len(sizes))], values, width, label=label,
-                   hatch="//" if "emulated" in label else "")
+                   hatch="//" if label.endswith("]") else "")
         ax.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(sizes))], [str(s) for s in sizes])
         ax.set_xlabel("ICMP data bytes")
         ax.legend(fontsize=7)
@@ -295,8 +323,9 @@ def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Pa
         if rows.empty:
             ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
         else:
-            labels = [p + (f" [{a}, emulated]" if n.startswith("emulated") else "")
-                      for p, a, n in zip(rows["platform"], rows["accel"], rows["note"], strict=True)]
+            labels = [p + (f" {m}" if m else "") for p, m in zip(
+                rows["platform"], (marker(a, t, k) for a, t, k in zip(rows["accel"], rows["testbed"], rows["kvm_impl"],
+                                                                      strict=True)), strict=True)]
             grouped(ax, rows.assign(label=labels), "label", "data_bytes", "pps")
         ax.set_title(title, fontsize=9)
     axes[0].set_ylabel("packets per second")
@@ -321,13 +350,21 @@ def _finish(fig: Figure, table: pd.DataFrame, title: str, stem: Path) -> None:
         fig.savefig(stem.with_suffix(ext), dpi=120)
 
 
+def caption(experiment: str, runs: pd.DataFrame, arch: str) -> str:
+    """The table caption, naming the pipeline versions that measured this arch's rows."""
+    versions = _versions(runs[runs["arch"] == arch]) or "(no rows)"
+    return CAPTIONS[experiment].format(arch=arch, versions=versions)
+
+
 # What the generic aggregation scripts dispatch on, per experiment.
 TABLES = {"blk": blk_table, "net": net_table}
 FIGURES = {"blk": blk_figure, "net": net_figure}
 CAPTIONS = {
     "blk": ("Block reads on {arch}: mean of repetitions, ms (sd = spread); us_per_read and ratio_<host> "
-            "compare per read with the original study (no ratio for TCG or emulated-testbed rows)."),
+            "compare per read with the original study (no ratio for TCG, emulated-testbed or software-assisted "
+            "KVM rows). Measured by pipeline {versions}."),
     "net": ("ICMP echo round trips on {arch}: packets per second, mean over repetitions (pps_sd = spread), "
             "per platform and data size; packets per run, lost_pct = lost / sent over all runs (%); "
-            "beside the original study (no ratio for TCG or emulated-testbed rows)."),
+            "beside the original study (no ratio for TCG, emulated-testbed or software-assisted KVM rows). "
+            "Measured by pipeline {versions}."),
 }

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import json
 import tarfile
 from pathlib import Path
+
+from . import version
 
 # Project inputs (sources, patches, config) and what the run produced.
 PROJECT_PATHS = ("README.md", "Makefile", "Snakefile", "snakemake", "config", "workflow",
@@ -28,7 +32,15 @@ def write(root: Path, out: Path, prefix: str = "unikio-artifact") -> list[str]:
     """Write the archive; return the top-level paths it holds."""
     included = []
     tmp = out.with_name(out.name + ".part")
+    # Unpacked outside git, the artifact still names the commit it came from (version.describe reads it).
+    recorded = {k: v for k, v in version.describe(root).items() if k != "source"}
     with tarfile.open(tmp, "w:gz") as tar:
+        data = (json.dumps(recorded, indent=2, sort_keys=True) + "\n").encode()
+        info = _keep(tarfile.TarInfo(f"{prefix}/{version.VERSION_FILE}"))
+        assert info is not None
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        included.append(version.VERSION_FILE)
         for rel in PROJECT_PATHS + RESULT_PATHS:
             path = root / rel
             if path.exists():

@@ -7,6 +7,7 @@ import os
 import platform
 import shutil
 import subprocess
+from pathlib import Path
 
 KVM_GET_API_VERSION = 0xAE00
 KVM_API_VERSION = 12
@@ -69,3 +70,53 @@ def tool_version(argv: list[str]) -> str:
         return f"unavailable ({e})"
     text = (out.stdout or out.stderr).strip()
     return text.splitlines()[0] if text else f"exit status {out.returncode}"
+
+
+# KVM implementations whose guests' kernel code runs emulated in software: their
+# timings are not hardware-virtualization results.
+SOFTWARE_KVM = ("kvm_pvm",)
+_ARM64_MODES = (("Protected nVHE mode initialized", "pkvm"), ("VHE mode initialized", "vhe"),
+                ("Hyp mode initialized", "nvhe"))
+
+
+def arm64_kvm_mode(kernel_log: str) -> str:
+    """kvm_arm64-vhe / -nvhe / -pkvm from the kernel's KVM start-up line, or kvm_arm64 if it says none."""
+    for text, mode in _ARM64_MODES:
+        if text in kernel_log:
+            return f"kvm_arm64-{mode}"
+    return "kvm_arm64"
+
+
+def _kernel_log() -> str:
+    try:
+        return subprocess.run(["dmesg"], capture_output=True, text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def kvm_impl(root: Path = Path("/"), kernel_log: str | None = None) -> str:
+    """Which KVM serves /dev/kvm: kvm_pvm, kvm_intel or kvm_amd (with -nested when this host is itself a
+    guest), kvm_arm64-vhe/-nvhe/-pkvm, kvm (a kind we do not know), or none.
+
+    root is the file system root to look under (/sys/module, /proc/cpuinfo,
+    /dev/kvm); kernel_log the kernel's messages (dmesg when None), which only
+    arm64 needs.
+    """
+    modules = root / "sys" / "module"
+    if (modules / "kvm_pvm").is_dir():
+        return "kvm_pvm"
+    for vendor in ("kvm_intel", "kvm_amd"):
+        if (modules / vendor).is_dir():
+            try:
+                cpuinfo = (root / "proc" / "cpuinfo").read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                cpuinfo = ""
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
+                          if line.startswith("flags")), [])
+            return vendor + ("-nested" if "hypervisor" in flags else "")
+    if not (root / "dev" / "kvm").exists() and not (modules / "kvm").is_dir():
+        return "none"
+    if (root / "proc" / "cpuinfo").is_file() and "CPU implementer" in (root / "proc" / "cpuinfo").read_text(
+            encoding="utf-8", errors="replace"):
+        return arm64_kvm_mode(_kernel_log() if kernel_log is None else kernel_log)
+    return "kvm"

@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import hostinfo
+from . import hostinfo, version
 from .matrix import Combination
 
 
@@ -18,6 +18,8 @@ def collect(config: dict[str, Any], locks: list[Path], qemu_binaries: list[Path]
             combos: list[Combination], probes: list[Path]) -> dict[str, Any]:
     kvm_ok, kvm_reason = hostinfo.kvm_status()
     return {
+        # Which pipeline ran: its commit, and if modified, the hash of the diff and the untracked files.
+        "pipeline": version.describe(),
         "host": {
             "cpu_model": hostinfo.cpu_model(),
             "cores": os.cpu_count(),
@@ -26,6 +28,8 @@ def collect(config: dict[str, Any], locks: list[Path], qemu_binaries: list[Path]
             "kernel_version": platform.version(),
             "kvm_usable": kvm_ok,
             "kvm_reason": kvm_reason,
+            # kvm_pvm emulates guest kernel code: its kvm rows are not hardware-virtualization results.
+            "kvm_impl": hostinfo.kvm_impl(),
             "vhost_net_present": os.path.exists("/dev/vhost-net"),
         },
         "tools": {

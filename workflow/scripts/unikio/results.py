@@ -8,16 +8,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import version
 from .errors import PipelineError
 
+# kvm_impl: which KVM ran a row under accel=kvm (hostinfo.kvm_impl), empty otherwise;
+# pipeline_version: the commit of this pipeline that measured it (version.label).
 BLK_COLUMNS = [
     "arch", "platform", "provider", "accel", "testbed", "block_size", "reads", "rep",
-    "total_ns", "pread_ns", "pread_calls", "host", "timestamp",
+    "total_ns", "pread_ns", "pread_calls", "host", "timestamp", "kvm_impl", "pipeline_version",
 ]
 
 NET_COLUMNS = [
     "arch", "platform", "provider", "accel", "testbed", "data_bytes", "packets", "rep", "avg_rtt_ns",
-    "min_rtt_ns", "max_rtt_ns", "pps", "lost", "host", "timestamp",
+    "min_rtt_ns", "max_rtt_ns", "pps", "lost", "host", "timestamp", "kvm_impl", "pipeline_version",
 ]
 
 RESULT_NET_RE = re.compile(
@@ -58,9 +61,10 @@ def parse_pread_stats(text: str) -> dict[str, int]:
 
 def blk_row(
     *, arch: str, platform: str, accel: str, testbed: str, rep: int, host: str,
-    result: dict[str, int], pread: dict[str, int] | None, provider: str = "",
+    result: dict[str, int], pread: dict[str, int] | None, provider: str = "", kvm_impl: str = "",
 ) -> dict[str, Any]:
-    """One tidy row of blk_runs.csv."""
+    """One tidy row of blk_runs.csv; kvm_impl is required for accel=kvm."""
+    check_kvm_impl(accel, kvm_impl)
     return {
         "arch": arch,
         "platform": platform,
@@ -75,7 +79,15 @@ def blk_row(
         "pread_calls": pread["pread_calls"] if pread else None,
         "host": host,
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "kvm_impl": kvm_impl,
+        "pipeline_version": version.current_label(),
     }
+
+
+def check_kvm_impl(accel: str, kvm_impl: str) -> None:
+    if (accel == "kvm") != bool(kvm_impl):
+        raise ValueError(f"kvm_impl must name the KVM of an accel=kvm row and be empty otherwise "
+                         f"(accel={accel!r}, kvm_impl={kvm_impl!r})")
 
 
 def write_row(path: Path, row: dict[str, Any]) -> None:
