@@ -46,6 +46,14 @@ def _distinct_disk(path, blocks, bs=512):
     return data
 
 
+@pytest.fixture
+def window_disk(tmp_path):
+    """An 8-block disk of distinct content, and where the tender writes its stats."""
+    disk = tmp_path / "disk.img"
+    _distinct_disk(disk, 8)
+    return disk, tmp_path / "stats.txt"
+
+
 def _written(path):
     """The file was written to since _distinct_disk (even with equal bytes)."""
     return path.stat().st_mtime_ns > OLD_MTIME_NS
@@ -237,10 +245,8 @@ def test_write_failing_on_the_host_does_not_move_the_window(build_x86, kvm,
     assert after[:512] + after[1024:] == before[:512] + before[1024:]
 
 
-def test_no_reads_after_last_write(build_x86, kvm, tmp_path):
-    disk = tmp_path / "disk.img"
-    _distinct_disk(disk, 8)
-    stats = tmp_path / "stats.txt"
+def test_no_reads_after_last_write(build_x86, kvm, window_disk):
+    disk, stats = window_disk
     r = _blkwin(build_x86, disk, stats, "r2,w3")
     assert (r.returncode, r.stdout) == (0, "done\n"), r.stdout + r.stderr
     calls, ns, setup_calls, setup_ns = _stats(stats)
@@ -256,19 +262,15 @@ def test_no_block_io_gives_all_zero_stats(build_x86, kvm, disk, tmp_path):
                                  "setup_pread_calls=0 setup_pread_ns=0\n")
 
 
-def test_stats_written_on_guest_fault(build_x86, kvm, tmp_path):
-    disk = tmp_path / "disk.img"
-    _distinct_disk(disk, 8)
-    stats = tmp_path / "stats.txt"
+def test_stats_written_on_guest_fault(build_x86, kvm, window_disk):
+    disk, stats = window_disk
     r = _blkwin(build_x86, disk, stats, "r2,w1,r3,f")
     assert r.returncode == 255 and "guest fault" in r.stderr, r.stderr
     assert _stats(stats)[::2] == (3, 2)
 
 
-def test_stats_written_on_sigterm(build_x86, kvm, tmp_path):
-    disk = tmp_path / "disk.img"
-    _distinct_disk(disk, 8)
-    stats = tmp_path / "stats.txt"
+def test_stats_written_on_sigterm(build_x86, kvm, window_disk):
+    disk, stats = window_disk
     proc = _start_blkwin(build_x86, disk, stats, "r1,w1,r2,p30")
     start = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -278,12 +280,10 @@ def test_stats_written_on_sigterm(build_x86, kvm, tmp_path):
     assert _stats(stats)[::2] == (2, 1)
 
 
-def test_short_read_counts_each_syscall(build_x86, kvm, tmp_path):
+def test_short_read_counts_each_syscall(build_x86, kvm, window_disk):
     # The guest pauses; the file then ends half-way through the two blocks it
     # reads last: one pread() returns 512 bytes, the next one EOF. Both count.
-    disk = tmp_path / "disk.img"
-    _distinct_disk(disk, 8)
-    stats = tmp_path / "stats.txt"
+    disk, stats = window_disk
     proc = _start_blkwin(build_x86, disk, stats, "r1,w1,p2,t")
     os.truncate(disk, 7 * 512)
     out, err = proc.communicate(timeout=30)
