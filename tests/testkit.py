@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -34,8 +33,7 @@ def copy_project(dest: Path) -> Path:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     (dest / ".venv").symlink_to(REPO / ".venv")
-    recorded = {k: v for k, v in version.describe(REPO).items() if k != "source"}
-    (dest / version.VERSION_FILE).write_text(json.dumps(recorded, indent=2) + "\n")
+    (dest / version.VERSION_FILE).write_text(version.record(REPO))
     return dest
 
 

@@ -240,6 +240,47 @@ def test_a_copied_checkout_has_nothing_to_do(project, tmp_path):
     assert planned_jobs(proc.stdout + proc.stderr) == {}, proc.stdout[-2000:]
 
 
+# What depends on the QEMU build: the binaries, the probes and every Linux-guest row.
+QEMU_CHAIN = {"qemu_source_patched", "qemu_build", "qemu_binaries", "kvm_probe", "blk_qemu_run", "blk_runs_csv",
+              "blk_table", "blk_figure", "net_qemu_run", "net_runs_csv", "net_table", "net_figure", "provenance",
+              "all", "overhead_table"} | (
+    {"testbed_run", "testbed_exit_floor_run", "qemu_cross_build", "qemu_cross_binary", "testbed_nested_initramfs"}
+    if HOST_ARCH == "x86_64" else set())
+
+
+def test_patch_edit_reruns_only_the_qemu_chain(project):
+    patch = project / "patches/qemu/0001-pread-accounting.patch"
+    original = patch.read_text()
+    try:
+        patch.write_text("Edited description.\n" + original)
+        proc = snakemake(project, "-n")
+        assert proc.returncode == 0, proc.stderr
+        jobs = planned_jobs(proc.stdout + proc.stderr)
+        assert set(jobs) == QEMU_CHAIN, jobs
+        assert "blk_host_run" not in jobs and "blk_solo5_run" not in jobs
+    finally:
+        patch.write_text(original)
+        os.utime(patch, (time.time() - 3600 * 24,) * 2)
+
+
+def test_changing_reads_reruns_measurements_and_aggregation_only(project):
+    proc = snakemake(project, "-n", overrides="blk: {reads: 1000}\n")
+    assert proc.returncode == 0, proc.stderr
+    jobs = planned_jobs(proc.stdout + proc.stderr)
+    assert jobs.get("blk_host_run") == 3
+    assert jobs.get("blk_solo5_run", 0) == (3 if KVM_USABLE else 0)
+    assert jobs.get("blk_qemu_run") == (6 if HOST_ARCH == "x86_64" else 12)  # 2 variants x 3 reps per direct arch
+    assert not {"net_qemu_run", "net_solo5_run", "net_runs_csv", "testbed_exit_floor_run"} & set(jobs), jobs
+    # blk host, solo5-hvt, qemu-linux-smp and -1core in the testbed
+    assert jobs.get("testbed_run", 0) == (4 if HOST_ARCH == "x86_64" else 0)
+    assert {"blk_runs_csv", "blk_table", "blk_figure"} <= set(jobs)
+    builds = {"qemu_build", "qemu_binaries", "qemu_source_patched", "native_bench", "solo5_builtin", "apt_index",
+              "guest_init", "guest_initramfs", "debian_package", "debian_package_tree", "kvm_probe",
+              "testbed_initramfs", "testbed_nested_initramfs", "qemu_cross_sysroot", "qemu_cross_build",
+              "qemu_cross_binary"}
+    assert not builds & set(jobs), jobs
+
+
 AGGREGATION = {"blk_runs_csv", "blk_table", "blk_figure", "net_runs_csv", "net_table", "net_figure", "overhead_table",
                "all"}
 

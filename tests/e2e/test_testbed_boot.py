@@ -62,8 +62,11 @@ def test_one_boot_runs_every_row_kind(testbed_setup: tuple[testbed.Testbed, Path
           f"run_job {time.monotonic() - start:.1f} s")
     assert not list((out / "work").iterdir()), "the per-run initrd was left behind"
 
-    host = testbed.blk_rows(run.segments, kind="host-blk", reps=1, block_size=512, console_log=log)
-    tender = testbed.blk_rows(run.segments, kind="tender-blk", reps=1, block_size=512, console_log=log)
+    assert run.kvm_impl.startswith("kvm_arm64-")  # the testbed kernel said which KVM it started
+    host = testbed.blk_rows(run.segments, kind="host-blk", reps=1, block_size=512, console_log=log,
+                            kvm_impl=run.kvm_impl)
+    tender = testbed.blk_rows(run.segments, kind="tender-blk", reps=1, block_size=512, console_log=log,
+                              kvm_impl=run.kvm_impl)
     for row, platform, accel in ((host[0], "host", "none"), (tender[0], "solo5-hvt", "kvm")):
         assert list(row) == results.BLK_COLUMNS
         assert (row["arch"], row["platform"], row["accel"], row["testbed"]) == ("aarch64", platform, accel,
@@ -76,7 +79,7 @@ def test_one_boot_runs_every_row_kind(testbed_setup: tuple[testbed.Testbed, Path
     floor = testbed.exit_floor_result(run.segments, log)
     assert floor["n"] == 1000 and floor["total_ns"] > 0
 
-    rows = testbed.net_rows(run.segments, sizes=[1, 1472], reps=1, console_log=log)
+    rows = testbed.net_rows(run.segments, sizes=[1, 1472], reps=1, console_log=log, kvm_impl=run.kvm_impl)
     assert [r["data_bytes"] for r in rows] == [1, 1472]
     for row in rows:
         assert list(row) == results.NET_COLUMNS

@@ -355,6 +355,8 @@ def test_software_assisted_kvm_rows_are_marked_like_emulated_ones(tmp_path):
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [
         "solo5-hvt (builtin)", "solo5-hvt (builtin)\n[kvm_pvm]"]
     assert [p.get_hatch() or "" for p in fig.axes[0].patches] == ["", "//", "", "//"]
+    overhead = aggregate.overhead_table(df, "x86_64", {"n": 10, "total_ns": 100})
+    assert list(overhead["note"]) == ["", "software-assisted KVM (kvm_pvm): not a performance result"]
     net = aggregate.net_table(net_runs("solo5-hvt", 1, [1000.0], [0], arch="x86_64", kvm_impl="kvm_pvm"),
                               NET_REFERENCE, "x86_64", ["solo5-hvt"], {})
     assert net.iloc[0]["note"].startswith("software-assisted KVM (kvm_pvm)")

@@ -50,6 +50,14 @@ def test_missing_program_is_an_oserror_naming_it():
         procs.start(["/no/such/prog"])
 
 
+def test_a_program_relative_to_cwd_is_found_there(tmp_path):
+    (tmp_path / "configure.sh").write_text("#!/bin/sh\necho configured\n")
+    (tmp_path / "configure.sh").chmod(0o755)
+    assert procs.run(["./configure.sh"], timeout_s=10, cwd=tmp_path).stdout == "configured\n"
+    with pytest.raises(FileNotFoundError):
+        procs.run(["./configure.sh"], timeout_s=10)  # not in this process's directory
+
+
 def test_child_dies_with_a_job_that_is_sigkilled():
     code = ("from unikio import procs\nimport time\np = procs.start(['sleep', '100'])\nprint(p.pid, flush=True)\n"
             "time.sleep(100)\n")

@@ -16,6 +16,7 @@ from unikio import guest, net, results, testbed
 from unikio.testbed import TestbedError
 
 LOG = "/r/console.log"
+KVM = "kvm_arm64-vhe"
 
 # A transcript as the guest init relays it: one boot running all four kinds,
 # with kernel noise and the tender's own lines around the framed results.
@@ -223,8 +224,8 @@ def test_segments_of_a_canned_transcript() -> None:
 
 def test_block_rows_from_the_transcript() -> None:
     segs = testbed.parse_segments(TRANSCRIPT)
-    host = testbed.blk_rows(segs, kind="host-blk", reps=2, block_size=512, console_log=LOG, host="h")
-    tender = testbed.blk_rows(segs, kind="tender-blk", reps=2, block_size=512, console_log=LOG, host="h")
+    host = testbed.blk_rows(segs, kind="host-blk", reps=2, block_size=512, console_log=LOG, kvm_impl=KVM, host="h")
+    tender = testbed.blk_rows(segs, kind="tender-blk", reps=2, block_size=512, console_log=LOG, kvm_impl=KVM, host="h")
     for row in host + tender:
         assert list(row) == results.BLK_COLUMNS
         assert row["arch"] == "aarch64" and row["testbed"] == "emulated" and row["host"] == "h"
@@ -241,7 +242,7 @@ def test_block_rows_from_the_transcript() -> None:
 def test_exit_floor_and_net_rows_from_the_transcript() -> None:
     segs = testbed.parse_segments(TRANSCRIPT)
     assert testbed.exit_floor_result(segs, LOG) == {"n": 2000, "total_ns": 357444624}
-    rows = testbed.net_rows(segs, sizes=[1, 1472], reps=1, console_log=LOG, provider="builtin")
+    rows = testbed.net_rows(segs, sizes=[1, 1472], reps=1, console_log=LOG, kvm_impl=KVM, provider="builtin")
     assert [list(r) for r in rows] == [results.NET_COLUMNS, results.NET_COLUMNS]
     assert [(r["data_bytes"], r["rep"], r["pps"], r["avg_rtt_ns"], r["lost"]) for r in rows] == [
         (1, 1, 715.59, 1397452, 0), (1472, 1, 773.73, 1292447, 0)]
@@ -271,7 +272,7 @@ def test_failed_measurement_is_one_line_naming_the_log() -> None:
              "TB-END kind=tender-blk rep=1 status=1"]
     with pytest.raises(TestbedError) as exc:
         testbed.blk_rows(testbed.parse_segments(lines), kind="tender-blk", reps=1, block_size=512,
-                         console_log=LOG)
+                         console_log=LOG, kvm_impl=KVM)
     msg = str(exc.value)
     assert "\n" not in msg and LOG in msg
     assert "tender-blk rep 1 exited with status 1" in msg and "KVM_ARM_VCPU_INIT" in msg
@@ -284,27 +285,27 @@ def test_packet_loss_is_explained() -> None:
              "TB-END kind=tender-net rep=2 size=1472 status=4"]
     with pytest.raises(TestbedError, match=r"tender-net rep 2 size 1472 exited with status 4 \(more packet loss "
                                            r"than net.max_loss_pct\): RESULT net size=1472 .*lost=10"):
-        testbed.net_rows(testbed.parse_segments(lines), sizes=[1472], reps=2, console_log=LOG)
+        testbed.net_rows(testbed.parse_segments(lines), sizes=[1472], reps=2, console_log=LOG, kvm_impl=KVM)
 
 
 def test_cut_short_and_missing_measurements() -> None:
     segs = testbed.parse_segments(["TB-BEGIN kind=tender-net rep=1 size=1", "arp..."])
     assert segs[0].status == -1
     with pytest.raises(TestbedError, match="cut short.*console log"):
-        testbed.net_rows(segs, sizes=[1], reps=1, console_log=LOG)
+        testbed.net_rows(segs, sizes=[1], reps=1, console_log=LOG, kvm_impl=KVM)
     with pytest.raises(TestbedError, match="1 of 2 host-blk"):
         testbed.blk_rows(testbed.parse_segments(TRANSCRIPT[:4]), kind="host-blk", reps=2, block_size=512,
-                         console_log=LOG)
+                         console_log=LOG, kvm_impl=KVM)
 
 
 def test_wrong_block_size_and_missing_stats_are_errors() -> None:
     segs = testbed.parse_segments(TRANSCRIPT)
     with pytest.raises(TestbedError, match="512-byte blocks"):
-        testbed.blk_rows(segs, kind="host-blk", reps=2, block_size=4096, console_log=LOG)
+        testbed.blk_rows(segs, kind="host-blk", reps=2, block_size=4096, console_log=LOG, kvm_impl=KVM)
     no_stats = [ln for ln in TRANSCRIPT if not ln.startswith("pread_calls")]
     with pytest.raises(TestbedError, match="tender-blk rep 1.*pread_calls"):
         testbed.blk_rows(testbed.parse_segments(no_stats), kind="tender-blk", reps=2, block_size=512,
-                         console_log=LOG)
+                         console_log=LOG, kvm_impl=KVM)
 
 
 @pytest.mark.parametrize("lines", [

@@ -1,5 +1,5 @@
-# Builds. They may run beside each other, never beside a measurement (which
-# takes every core, see WHOLE_MACHINE).
+# Builds. Small ones may run beside each other (the QEMU builds take every
+# core); none runs beside a measurement, which takes every core (WHOLE_MACHINE).
 
 
 # The between-workflow cached QEMU builds and the rules upstream of them get no

@@ -25,9 +25,9 @@ BLK_TABLE_COLUMNS = ["platform", "accel", "kvm_impl", "testbed", "runs", "reads"
 NET_TABLE_COLUMNS = ["platform", "accel", "kvm_impl", "testbed", "data_bytes", "runs", "packets", "pps", "pps_sd",
                      "avg_rtt_us", "lost_pct", "note", "pipeline_version"]
 OVERHEAD_TABLE_COLUMNS = ["platform", "accel", "kvm_impl", "testbed", "runs", "total_ns_per_read",
-                          "pread_ns_per_read", "overhead_ns_per_read", "exit_floor_ns", "overhead_over_floor"]
+                          "pread_ns_per_read", "overhead_ns_per_read", "exit_floor_ns", "overhead_over_floor", "note",
+                          "pipeline_version"]
 NOT_PERFORMANCE = "emulated: not a performance result"
-SOFTWARE_KVM_NOTE = "software-assisted KVM ({impl}): not a performance result"
 # What tells rows apart that must never be averaged together.
 GROUP_KEYS = ["provider", "accel", "kvm_impl", "testbed"]
 # Counts stay integers in the written tables even where a not-measured row leaves them empty.
@@ -50,26 +50,28 @@ def _label(platform: str, provider: str) -> str:
     return f"{platform} ({provider})" if provider else platform
 
 
-def _not_performance(accel: object, testbed: object, kvm_impl: object = "") -> bool:
-    """TCG guests, anything inside the emulated testbed and guests of a software-assisted KVM (whose
-    kernel code is emulated) time an emulator, not the platform."""
-    return accel == "tcg" or testbed == "emulated" or kvm_impl in hostinfo.SOFTWARE_KVM
+def not_performance_why(accel: object, testbed: object, kvm_impl: object = "") -> str | None:
+    """Why a row times an emulator rather than the platform, or None: TCG guests, anything inside the
+    emulated testbed, guests of a software-assisted KVM (whose kernel code is emulated)."""
+    if accel == "tcg" or testbed == "emulated":
+        return "emulated"
+    if kvm_impl in hostinfo.SOFTWARE_KVM:
+        return f"software-assisted KVM ({kvm_impl})"
+    return None
 
 
 def note(accel: object, testbed: object, kvm_impl: object = "") -> str:
     """The table note of a measured row: why it is not a performance result, or nothing."""
-    if accel == "tcg" or testbed == "emulated":
-        return NOT_PERFORMANCE
-    if kvm_impl in hostinfo.SOFTWARE_KVM:
-        return SOFTWARE_KVM_NOTE.format(impl=kvm_impl)
-    return ""
+    why = not_performance_why(accel, testbed, kvm_impl)
+    return f"{why}: not a performance result" if why else ""
 
 
 def marker(accel: object, testbed: object, kvm_impl: object) -> str:
     """The figure label's mark for a row that is not a performance result, or nothing."""
-    if testbed == "emulated" or accel == "tcg":
-        return f"[{accel}, emulated]"
-    return f"[{kvm_impl}]" if kvm_impl in hostinfo.SOFTWARE_KVM else ""
+    why = not_performance_why(accel, testbed, kvm_impl)
+    if why is None:
+        return ""
+    return f"[{accel}, emulated]" if why == "emulated" else f"[{kvm_impl}]"
 
 
 def _versions(g: pd.DataFrame) -> str:
@@ -105,7 +107,8 @@ def blk_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str,
     Times are in ms for the configured number of reads; `us_per_read` and the
     ratio to each original host are per read, so they compare across read counts.
     Ratios are left empty for rows that are not performance results (TCG, emulated
-    testbed) and for block sizes other than the study's; the study's values stay.
+    testbed, software-assisted KVM) and for block sizes other than the study's; the
+    study's values stay.
     """
     ours = _prepared(runs, arch)
     ours["guest_monitor_ns"] = ours["total_ns"] - ours["pread_ns"]
@@ -137,7 +140,7 @@ def blk_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str,
                 "us_per_read": per_read_us,
                 "note": note(accel, testbed, kvm_impl), "pipeline_version": _versions(g),
             }
-            comparable = block_size == STUDY_BLOCK_SIZE and not _not_performance(accel, testbed, kvm_impl)
+            comparable = block_size == STUDY_BLOCK_SIZE and not not_performance_why(accel, testbed, kvm_impl)
             for host in ref_hosts:
                 orig_ms = _reference(ref, host, platform, "total_ms")
                 rec[f"{host}_total_ms"] = orig_ms
@@ -254,7 +257,8 @@ def overhead_table(runs: pd.DataFrame, arch: str, floor: dict[str, int]) -> pd.D
         rec = {"platform": _label(platform, provider), "accel": accel, "kvm_impl": kvm_impl,
                "testbed": testbed, "runs": len(g), "total_ns_per_read": total, "pread_ns_per_read": pread,
                "overhead_ns_per_read": total - pread, "exit_floor_ns": floor_ns,
-               "overhead_over_floor": (total - pread) / floor_ns if platform != "host" else NAN}
+               "overhead_over_floor": (total - pread) / floor_ns if platform != "host" else NAN,
+               "note": note(accel, testbed, kvm_impl), "pipeline_version": _versions(g)}
         records.append(rec)
     # Explicit columns: an arch with no host or tender runs still gets a table with a header.
     return _ordered(pd.DataFrame.from_records(records, columns=OVERHEAD_TABLE_COLUMNS), OVERHEAD_TABLE_COLUMNS)
@@ -297,7 +301,7 @@ def net_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str, platforms:
                    "pps": pps, "pps_sd": g["pps"].std(ddof=1), "avg_rtt_us": g["avg_rtt_ns"].mean() / 1e3,
                    "lost_pct": 100 * g["lost"].sum() / g["packets"].sum(),
                    "note": note(accel, testbed, kvm_impl), "pipeline_version": _versions(g)}
-            ratio_pps = NAN if _not_performance(accel, testbed, kvm_impl) else pps
+            ratio_pps = NAN if not_performance_why(accel, testbed, kvm_impl) else pps
             records.append(rec | _net_reference(ref, ref_hosts, platform, int(size), ratio_pps))
     return _ordered(pd.DataFrame.from_records(records), NET_TABLE_COLUMNS)
 
@@ -306,7 +310,8 @@ def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Pa
     """Grouped bars (pps per data size, one bar per platform): ours beside the study's; writes PNG and PDF."""
     table, ref, ref_hosts, panels, fig, axes = _figure(table, reference, arch, "pps", 4.2)
 
-    def grouped(ax: Axes, frame: pd.DataFrame, label_col: str, size_col: str, value_col: str) -> None:
+    def grouped(ax: Axes, frame: pd.DataFrame, label_col: str, size_col: str, value_col: str,
+                hatched: frozenset[str] = frozenset()) -> None:
         labels = list(dict.fromkeys(frame[label_col]))
         sizes = sorted({int(s) for s in frame[size_col]})
         width = 0.8 / max(1, len(labels))
@@ -314,7 +319,7 @@ def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Pa
             part = frame[frame[label_col] == label].set_index(size_col)
             values = [part[value_col].get(s, NAN) for s in sizes]
             ax.bar([x + i * width for x in range(len(sizes))], values, width, label=label,
-                   hatch="//" if label.endswith("]") else "")
+                   hatch="//" if label in hatched else "")
         ax.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(sizes))], [str(s) for s in sizes])
         ax.set_xlabel("ICMP data bytes")
         ax.legend(fontsize=7)
@@ -323,10 +328,10 @@ def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Pa
         if rows.empty:
             ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
         else:
-            labels = [p + (f" {m}" if m else "") for p, m in zip(
-                rows["platform"], (marker(a, t, k) for a, t, k in zip(rows["accel"], rows["testbed"], rows["kvm_impl"],
-                                                                      strict=True)), strict=True)]
-            grouped(ax, rows.assign(label=labels), "label", "data_bytes", "pps")
+            marks = [marker(a, t, k) for a, t, k in zip(rows["accel"], rows["testbed"], rows["kvm_impl"], strict=True)]
+            labels = [p + (f" {m}" if m else "") for p, m in zip(rows["platform"], marks, strict=True)]
+            hatched = frozenset(label for label, m in zip(labels, marks, strict=True) if m)
+            grouped(ax, rows.assign(label=labels), "label", "data_bytes", "pps", hatched)
         ax.set_title(title, fontsize=9)
     axes[0].set_ylabel("packets per second")
     for ax, host in zip(axes[len(panels):], ref_hosts, strict=True):
@@ -367,4 +372,6 @@ CAPTIONS = {
             "per platform and data size; packets per run, lost_pct = lost / sent over all runs (%); "
             "beside the original study (no ratio for TCG, emulated-testbed or software-assisted KVM rows). "
             "Measured by pipeline {versions}."),
+    "overhead": ("Per-read cost on {arch} against the physical floor: the smallest KVM exit round trip measured "
+                 "on this machine (ns); overhead = total - pread per read. Measured by pipeline {versions}."),
 }

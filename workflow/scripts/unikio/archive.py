@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 from pathlib import Path
 
@@ -33,9 +32,8 @@ def write(root: Path, out: Path, prefix: str = "unikio-artifact") -> list[str]:
     included = []
     tmp = out.with_name(out.name + ".part")
     # Unpacked outside git, the artifact still names the commit it came from (version.describe reads it).
-    recorded = {k: v for k, v in version.describe(root).items() if k != "source"}
     with tarfile.open(tmp, "w:gz") as tar:
-        data = (json.dumps(recorded, indent=2, sort_keys=True) + "\n").encode()
+        data = version.record(root).encode()
         info = _keep(tarfile.TarInfo(f"{prefix}/{version.VERSION_FILE}"))
         assert info is not None
         info.size = len(data)

@@ -73,8 +73,7 @@ def solo5_row(tender: Path, guest: Path, arch: str, rep: int, reads: int, block_
         raise PipelineError(f"the unikernel read {result['block_size']}-byte blocks, config asks "
                             f"blk.block_size={block_size}")
     return results.blk_row(arch=arch, platform="solo5-hvt", provider=provider, accel="kvm",
-                           testbed="native", rep=rep, host=hostinfo.cpu_model(), result=result, pread=pread,
-                           kvm_impl=hostinfo.kvm_impl())
+                           testbed="native", rep=rep, host=hostinfo.cpu_model(), result=result, pread=pread)
 
 
 def exit_floor(floor_bin: Path, exits: int, timeout_s: float, log: IO[str]) -> dict[str, Any]:
@@ -109,5 +108,4 @@ def qemu_linux_row(qemu: Path, kernel: Path, initrd: Path, arch: str, platform: 
         pread = read_stats(stats, qemu.name, log)
     result = results.parse_blk_result("\n".join(res.lines))
     return results.blk_row(arch=arch, platform=platform, accel=accel, testbed="native", rep=rep,
-                           host=hostinfo.cpu_model(), result=result, pread=pread,
-                           kvm_impl=hostinfo.kvm_impl() if accel == "kvm" else "")
+                           host=hostinfo.cpu_model(), result=result, pread=pread)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import tempfile
 import threading
@@ -408,9 +407,9 @@ def run_guest(
         raise fail("kernel panic")
     if proc.returncode != 0:
         detail = _first_line(stderr_text)
-        if proc.returncode < 0:
-            detail = f"killed by {signal.Signals(-proc.returncode).name}" + (f"; {detail}" if detail else "")
-        raise fail(f"QEMU exited with status {proc.returncode}" + (f": {detail}" if detail else ""))
+        how = procs.exit_reason(proc.returncode)
+        raise fail(("QEMU was " if proc.returncode < 0 else "QEMU exited with ") + how
+                   + (f": {detail}" if detail else ""))
     if con.begin_index is None or con.end_index is None or con.end_status is None:
         raise fail("guest stopped without UNIKIO-BEGIN/UNIKIO-END markers")
     cb_error = cb_future.exception() if cb_future is not None and cb_future.done() else None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import platform
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -75,16 +77,22 @@ def tool_version(argv: list[str]) -> str:
 # KVM implementations whose guests' kernel code runs emulated in software: their
 # timings are not hardware-virtualization results.
 SOFTWARE_KVM = ("kvm_pvm",)
-_ARM64_MODES = (("Protected nVHE mode initialized", "pkvm"), ("VHE mode initialized", "vhe"),
-                ("Hyp mode initialized", "nvhe"))
+# The kernel's KVM start-up line, old and new spellings: "Protected nVHE|hVHE mode", "Hyp mode",
+# "Hyp nVHE|hVHE mode", "VHE mode" ... "initialized successfully".
+_ARM64_MODE = re.compile(r"(Protected (?:[nh]VHE )?|Hyp (?:[nh]VHE )?|VHE )mode initialized")
 
 
 def arm64_kvm_mode(kernel_log: str) -> str:
-    """kvm_arm64-vhe / -nvhe / -pkvm from the kernel's KVM start-up line, or kvm_arm64 if it says none."""
-    for text, mode in _ARM64_MODES:
-        if text in kernel_log:
-            return f"kvm_arm64-{mode}"
-    return "kvm_arm64"
+    """kvm_arm64-vhe / -nvhe / -hvhe / -pkvm from the kernel's KVM start-up line, or kvm_arm64 if it says none."""
+    m = _ARM64_MODE.search(kernel_log)
+    if m is None:
+        return "kvm_arm64"
+    words = m.group(1).split()
+    if words[0] == "Protected":
+        return "kvm_arm64-pkvm"
+    if words[0] == "VHE":
+        return "kvm_arm64-vhe"
+    return "kvm_arm64-hvhe" if words[-1] == "hVHE" else "kvm_arm64-nvhe"
 
 
 def _kernel_log() -> str:
@@ -92,6 +100,12 @@ def _kernel_log() -> str:
         return subprocess.run(["dmesg"], capture_output=True, text=True, timeout=30, check=False).stdout
     except (OSError, subprocess.TimeoutExpired):
         return ""
+
+
+@functools.cache
+def current_kvm_impl() -> str:
+    """kvm_impl() of this host, read once per job."""
+    return kvm_impl()
 
 
 def kvm_impl(root: Path = Path("/"), kernel_log: str | None = None) -> str:

@@ -45,9 +45,13 @@ def cancel_on_signals() -> None:
         signal.signal(s, _cancel)
 
 
+# Failures a user can act on: their message says all, no traceback in the log.
+EXPECTED = (PipelineError, ValueError, Cancelled)
+
+
 def describe(exc: BaseException) -> str:
     """The one-line message for an exception that ended a job."""
-    if isinstance(exc, (PipelineError, ValueError, Cancelled)):
+    if isinstance(exc, EXPECTED):
         return str(exc)
     if isinstance(exc, subprocess.TimeoutExpired):
         return f"{exc.cmd[0] if isinstance(exc.cmd, list) else exc.cmd} ran longer than {exc.timeout:g} s"
@@ -92,7 +96,7 @@ def _fail(rule: str, log_path: str, log: IO[str], exc: BaseException) -> NoRetur
     if isinstance(exc, SystemExit):
         raise exc
     message = describe(exc)
-    if not isinstance(exc, (PipelineError, ValueError, Cancelled)):
+    if not isinstance(exc, EXPECTED):
         log.write("".join(traceback.format_exception(exc)))
     log.write(f"ERROR: {message}\n")
     log.flush()

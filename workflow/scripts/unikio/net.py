@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from . import guest, hostinfo, netns, procs, results, solo5, version
+from . import guest, hostinfo, netns, procs, results, solo5
 from .errors import PipelineError
 
 HOST_CIDR = "10.0.0.1/24"
@@ -22,16 +21,14 @@ GUEST_IP = "10.0.0.2"
 
 
 def row(*, arch: str, platform: str, provider: str, accel: str, rep: int, result: dict[str, Any],
-        testbed: str = "native", kvm_impl: str = "") -> dict[str, Any]:
-    """One tidy row of net_runs.csv from an icmp_bench result; kvm_impl is required for accel=kvm."""
-    results.check_kvm_impl(accel, kvm_impl)
+        testbed: str = "native", kvm_impl: str | None = None) -> dict[str, Any]:
+    """One tidy row of net_runs.csv from an icmp_bench result (kvm_impl: see results.row_context)."""
     return {
         "arch": arch, "platform": platform, "provider": provider, "accel": accel, "testbed": testbed,
         "data_bytes": result["size"], "packets": result["packets"], "rep": rep,
         "avg_rtt_ns": result["avg_ns"], "min_rtt_ns": result["min_ns"], "max_rtt_ns": result["max_ns"],
         "pps": result["pps"], "lost": result["lost"], "host": hostinfo.cpu_model(),
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "kvm_impl": kvm_impl,
-        "pipeline_version": version.current_label(),
+        **results.row_context(accel, kvm_impl),
     }
 
 
@@ -107,10 +104,10 @@ def solo5_rows(tender: Path, ping_serve: Path, icmp_bench: Path, arch: str, prov
         try:
             rows = ping_all(ns, icmp_bench, sizes, reps, packets, max_loss_pct, log,
                             lambda rep, res: row(arch=arch, platform="solo5-hvt", provider=provider, accel="kvm",
-                                                 rep=rep, result=res, kvm_impl=hostinfo.kvm_impl()),
-                            guest_gone=gone)
-            if gone():
-                raise PipelineError(f"the measurement ended, but {gone()}")
+                                                 rep=rep, result=res), guest_gone=gone)
+            ended = gone()
+            if ended:
+                raise PipelineError(f"the measurement ended, but {ended}")
         finally:
             with procs.uninterrupted():
                 procs.stop(proc)
@@ -136,9 +133,7 @@ def linux_rows(qemu: Path, kernel: Path, initrd: Path, icmp_bench: Path, arch: s
             try:
                 rows.extend(ping_all(ns, icmp_bench, sizes, reps, packets, max_loss_pct, log,
                                      lambda rep, res: row(arch=arch, platform="qemu-linux", provider="",
-                                                          accel=accel, rep=rep, result=res,
-                                                          kvm_impl=hostinfo.kvm_impl() if accel == "kvm" else ""),
-                                     guest_gone))
+                                                          accel=accel, rep=rep, result=res), guest_gone))
             finally:
                 send("quit")
 

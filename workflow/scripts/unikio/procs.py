@@ -46,7 +46,10 @@ def start(argv: Sequence[str | Path], *, env: Mapping[str, str] | None = None, *
     ``env`` holds additions to this process's environment.
     """
     # The guard would report a missing program as its own exit status 127; say it as Popen would.
-    if shutil.which(str(argv[0])) is None:
+    program = str(argv[0])
+    if "/" in program and popen.get("cwd") is not None:
+        program = os.path.join(popen["cwd"], program)  # as the child, started in cwd, will see it
+    if shutil.which(program) is None:
         raise FileNotFoundError(errno.ENOENT, "no such executable", str(argv[0]))
     full_env = None if env is None else {**os.environ, **env}
     proc = subprocess.Popen([*DEATH_GUARD, *map(str, argv)], start_new_session=True, env=full_env, **popen)

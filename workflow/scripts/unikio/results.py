@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import version
+from . import hostinfo, version
 from .errors import PipelineError
 
 # kvm_impl: which KVM ran a row under accel=kvm (hostinfo.kvm_impl), empty otherwise;
@@ -61,10 +61,9 @@ def parse_pread_stats(text: str) -> dict[str, int]:
 
 def blk_row(
     *, arch: str, platform: str, accel: str, testbed: str, rep: int, host: str,
-    result: dict[str, int], pread: dict[str, int] | None, provider: str = "", kvm_impl: str = "",
+    result: dict[str, int], pread: dict[str, int] | None, provider: str = "", kvm_impl: str | None = None,
 ) -> dict[str, Any]:
-    """One tidy row of blk_runs.csv; kvm_impl is required for accel=kvm."""
-    check_kvm_impl(accel, kvm_impl)
+    """One tidy row of blk_runs.csv (kvm_impl: see row_context)."""
     return {
         "arch": arch,
         "platform": platform,
@@ -78,16 +77,23 @@ def blk_row(
         "pread_ns": pread["pread_ns"] if pread else None,
         "pread_calls": pread["pread_calls"] if pread else None,
         "host": host,
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "kvm_impl": kvm_impl,
-        "pipeline_version": version.current_label(),
+        **row_context(accel, kvm_impl),
     }
 
 
-def check_kvm_impl(accel: str, kvm_impl: str) -> None:
+def row_context(accel: str, kvm_impl: str | None = None) -> dict[str, str]:
+    """What every row records about when and under what it ran: timestamp, kvm_impl, pipeline_version.
+
+    kvm_impl defaults to this host's KVM for an accel=kvm row; a row measured
+    elsewhere (the testbed) passes its own. It is empty unless accel is kvm.
+    """
+    if kvm_impl is None:
+        kvm_impl = hostinfo.current_kvm_impl() if accel == "kvm" else ""
     if (accel == "kvm") != bool(kvm_impl):
         raise ValueError(f"kvm_impl must name the KVM of an accel=kvm row and be empty otherwise "
                          f"(accel={accel!r}, kvm_impl={kvm_impl!r})")
+    return {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "kvm_impl": kvm_impl,
+            "pipeline_version": version.current_label()}
 
 
 def write_row(path: Path, row: dict[str, Any]) -> None:

@@ -526,8 +526,8 @@ def host_label() -> str:
 
 
 def blk_rows(segments: Sequence[Segment], *, kind: str, reps: int, block_size: int, console_log: Path | str,
-             provider: str = "builtin", host: str | None = None, platform: str | None = None,
-             kvm_impl: str = "kvm_arm64") -> list[dict[str, Any]]:
+             kvm_impl: str, provider: str = "builtin", host: str | None = None, platform: str | None = None
+             ) -> list[dict[str, Any]]:
     """blk_runs.csv rows of a block row kind (host-blk, tender-blk, qemu-blk), one per repetition."""
     if kind not in ("host-blk", "tender-blk", "qemu-blk"):
         raise ValueError(f"not a block row kind: {kind!r}")
@@ -565,8 +565,8 @@ def exit_floor_result(segments: Sequence[Segment], console_log: Path | str) -> d
 
 
 def net_rows(segments: Sequence[Segment], *, sizes: Sequence[int], reps: int, console_log: Path | str,
-             provider: str = "builtin", host: str | None = None, kind: str = "tender-net",
-             kvm_impl: str = "kvm_arm64") -> list[dict[str, Any]]:
+             kvm_impl: str, provider: str = "builtin", host: str | None = None, kind: str = "tender-net"
+             ) -> list[dict[str, Any]]:
     """net_runs.csv rows of a network row kind (tender-net, qemu-net), one per (size, repetition)."""
     mine = _of_kind(segments, kind, console_log)
     _expect(len(mine), len(sizes) * reps, kind, console_log)

@@ -28,7 +28,8 @@ def describe(repo: Path = REPO) -> dict[str, Any]:
 
     dirty: tracked files differ from the commit, or files git does not know
     lie under workflow/, native/, patches/ or config/; diff_sha256 is the
-    sha256 of `git diff HEAD` (binary), untracked lists those files.
+    sha256 of `git diff HEAD` (binary; empty when only untracked files make
+    the tree dirty), untracked lists those files.
     """
     head = _git(repo, "rev-parse", "--verify", "HEAD")
     inside = _git(repo, "rev-parse", "--show-toplevel")
@@ -37,7 +38,7 @@ def describe(repo: Path = REPO) -> dict[str, Any]:
         untracked = _git(repo, "ls-files", "--others", "--exclude-standard", "--", *WATCHED).stdout.decode().split()
         dirty = bool(diff) or bool(untracked)
         return {"commit": head.stdout.decode().strip(), "dirty": dirty,
-                "diff_sha256": hashlib.sha256(diff).hexdigest() if dirty else "",
+                "diff_sha256": hashlib.sha256(diff).hexdigest() if diff else "",
                 "untracked": sorted(untracked), "source": "git"}
     recorded = repo / VERSION_FILE
     if recorded.is_file():
@@ -51,6 +52,12 @@ def label(version: dict[str, Any]) -> str:
     if version.get("dirty"):
         text += f"+dirty.{(version.get('diff_sha256') or 'untracked')[:8]}"
     return text
+
+
+def record(repo: Path = REPO) -> str:
+    """The VERSION.json an artifact (or a copy outside git) carries: describe() without its source."""
+    recorded = {k: v for k, v in describe(repo).items() if k != "source"}
+    return json.dumps(recorded, indent=2, sort_keys=True) + "\n"
 
 
 @functools.cache
