@@ -145,7 +145,7 @@ def test_nested_linux_guest_has_the_command_of_the_host_builder() -> None:
         kernel="/opt/nested/vmlinuz", initrd="/opt/nested/initrd.gz", memory_mb=256, cores=3, tap="tap100",
         firmware_dirs=(), job={"bench": "net", "ip": "10.0.0.2/24", "net_timeout": 60})
     assert f"{shlex.join(cmd)} </dev/null >/tmp/server.log" in net_fragment
-    assert opt(cmd, "-smp") == ["3"]
+    assert opt(cmd, "-smp") == ["1"]  # the network guest: one vCPU, here as on the host
 
 
 def test_disk_is_sized_for_every_read() -> None:
