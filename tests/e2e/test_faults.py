@@ -65,10 +65,10 @@ KINDS = [
     Kind("unikernel net", "results/raw/net/x86_64/solo5-hvt/rows.json", "results/build/solo5-builtin/x86_64/tender",
          "icmp_bench", "", "net: {packets: 60000, max_loss_pct: 0.01}", "net: {packets: 60000, max_loss_pct: 0.01}",
          r"icmp_bench lost \d+ of 60000 packets at size \d+, more than net.max_loss_pct=0.01", needs_kvm=True),
+    # A TCG guest misses a reply now and then: the default loss budget, and the job's own time limit for a hang.
     Kind("Linux-guest net", "results/raw/net/x86_64/qemu-linux/rows.json", "results/build/qemu/bin/qemu-system-x86_64",
-         "icmp_bench", "", "net: {packets: 300000, max_loss_pct: 0.002}",
-         "net: {packets: 300000, max_loss_pct: 0.002}",
-         r"the benchmark beside the guest failed: icmp_bench lost \d+ of 300000 packets"),
+         "icmp_bench", "", "net: {packets: 300000}", "net: {packets: 300000}\nguest: {run_timeout_s: 25}",
+         r"guest run failed: timed out after 25 s"),
     Kind("testbed boot", "results/raw/blk/aarch64/host/testbed/rows.json", "results/build/qemu/bin/qemu-system-aarch64",
          "TB-BEGIN", "results/raw/blk/aarch64/host/testbed/console.log", "blk: {reads: 60000}",
          "blk: {reads: 60000}\ntestbed: {timeout_s: 12}", r"the job ran longer than 12 s after UNIKIO-BEGIN",
@@ -105,12 +105,14 @@ class Run:
                                      cwd=project, stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def finish(self, timeout: float = 300) -> tuple[int, str, float]:
-        """(exit status, output, seconds since start) once Snakemake exits."""
+        """(exit status, output, seconds since start) once Snakemake exits; a failure with its output if not."""
         try:
             code = self.proc.wait(timeout=timeout)
-        finally:
-            if self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self.out.seek(0)
+            pytest.fail(f"Snakemake did not exit within {timeout} s:\n{self.out.read()[-3000:]}")
         self.out.seek(0)
         text = self.out.read()
         self.out.close()
@@ -242,14 +244,24 @@ def inject(project: Path, kind: Kind, overrides: str, act: Callable[[Run, list[i
     """Start the job, act on it once it measures; (exit status, output, seconds from the fault to the exit)."""
     skip_unless_runnable(kind)
     run = Run(project, kind.target, overrides)
-    pids = wait_for(f"{kind.name} measuring", measuring(project, kind), 180, run)
-    time.sleep(1)
-    alive = [pid for pid in pids if pid in pids_of(project / kind.program)]
-    assert alive, f"{kind.name} finished within a second; raise its counts in `longer`"
-    hit = time.monotonic()
-    act(run, alive)
-    code, text, _ = run.finish(timeout=timeout)
-    return code, text, time.monotonic() - hit
+    try:
+        pids = wait_for(f"{kind.name} measuring", measuring(project, kind), 180, run)
+        time.sleep(1)
+        alive = [pid for pid in pids if pid in pids_of(project / kind.program)]
+        assert alive, f"{kind.name} finished within a second; raise its counts in `longer`"
+        hit = time.monotonic()
+        act(run, alive)
+        code, text, _ = run.finish(timeout=timeout)
+        return code, text, time.monotonic() - hit
+    finally:
+        # A case that fails half-way must not leave its run to the next case.
+        if run.proc.poll() is None:
+            os.killpg(run.proc.pid, signal.SIGINT)
+            try:
+                run.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(run.proc.pid, signal.SIGKILL)
+                run.proc.wait()
 
 
 def check_after(project: Path, kind: Kind, fault: str, line: str, stopped_s: float) -> None:

@@ -189,3 +189,53 @@ def test_snakemake_signals_go_to_job_scripts_alone_and_to_shell_rules_whole():
 def test_job_describe_names_timeouts():
     exc = subprocess.TimeoutExpired(["icmp_bench", "--count", "5"], 12.5)
     assert job.describe(exc) == "icmp_bench ran longer than 12.5 s"
+
+
+FAKE_SNAKEMAKE = textwrap.dedent("""
+    import signal, subprocess, sys, threading, time
+    from pathlib import Path
+    from unikio import supervise
+
+    # A job script where Snakemake puts them; it says when SIGTERM reached it.
+    scripts = Path(sys.argv[1]) / ".snakemake" / "scripts"
+    scripts.mkdir(parents=True)
+    job = scripts / "tmp1.job.py"
+    job.write_text("import signal, sys, time\\n"
+                   "def stop(*_):\\n    open(sys.argv[1], 'w').write('stopped')\\n    sys.exit(3)\\n"
+                   "signal.signal(signal.SIGTERM, stop)\\nprint('ready', flush=True)\\ntime.sleep(60)\\n")
+    supervise.forward_cancellation()
+    jobs_done = threading.Semaphore(0)
+    p = subprocess.Popen([sys.executable, str(job), sys.argv[2]], stdout=subprocess.PIPE, text=True)
+    p.stdout.readline()
+
+    def executor():  # as Snakemake's executor threads wait for their jobs
+        p.wait()
+        jobs_done.release()
+
+    waiter = threading.Thread(target=executor, daemon=True)
+    waiter.start()
+    if sys.argv[3] == "helper-thread":
+        # The kernel may pick any thread for a process-wide signal: here, not the sleeping main one.
+        threading.Timer(0.3, signal.pthread_kill, (waiter.ident, signal.SIGTERM)).start()
+    print("running", flush=True)
+    try:
+        jobs_done.acquire()  # where Snakemake's main thread sleeps while jobs run
+        print("no cancellation", flush=True)
+    except KeyboardInterrupt:
+        print("cancelled; job status", p.wait(), flush=True)
+""")
+
+
+@pytest.mark.parametrize("delivered_to", ["process", "helper-thread"])
+def test_snakemake_stops_its_jobs_and_cancels_whichever_thread_gets_the_signal(tmp_path, delivered_to):
+    marker = tmp_path / "job-saw-sigterm"
+    proc = subprocess.Popen([sys.executable, "-c", FAKE_SNAKEMAKE, str(tmp_path), str(marker), delivered_to],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    assert proc.stdout.readline() == "running\n"
+    start = time.monotonic()
+    if delivered_to == "process":
+        proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert out == "cancelled; job status 3\n", err
+    assert time.monotonic() - start < 5
+    assert marker.read_text() == "stopped"

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from pathlib import Path
 
+from . import procs
 from .procs import CANCEL_SIGNALS
 
 # Snakemake runs a `script:` job as `python .snakemake/scripts/tmpXXXX.<name>.py`.
@@ -23,17 +25,17 @@ _SCRIPT_MARK = "/.snakemake/scripts/"
 
 
 def _parents(proc: Path = Path("/proc")) -> dict[int, int]:
-    """{pid: parent pid} of every process."""
+    """{pid: parent pid} of every process (those that vanish or read oddly meanwhile are left out)."""
     parents = {}
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # gone meanwhile
-        # The command name in parentheses may hold spaces; the ppid is the second field after it.
-        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            stat = (entry / "stat").read_text(errors="replace")
+            # The command name in parentheses may hold spaces; the ppid is the second field after it.
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
     return parents
 
 
@@ -71,21 +73,38 @@ def stop_jobs() -> None:
     for pid in cancel_targets(me, parents, {pid: _cmdline(pid) for pid in jobs}):
         try:
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
+        except OSError:
             pass
 
 
 def forward_cancellation() -> None:
-    """Make SIGINT, SIGTERM and SIGHUP to this (Snakemake) process stop its jobs and cancel the run."""
-    cancelled = False
+    """Make SIGINT, SIGTERM and SIGHUP to this (Snakemake) process stop its jobs and cancel the run.
+
+    Python runs signal handlers in the main thread only, and only once it
+    wakes; the kernel may hand the signal to another of Snakemake's threads
+    and leave the main one asleep until a job ends. So the jobs are stopped
+    at once by a thread of our own, woken through the signal module's wakeup
+    fd; their end wakes the main thread, whose handler then cancels the run
+    as Snakemake does on Ctrl-C.
+    """
+    cancelled = threading.Event()
 
     def handler(_signum: int, _frame: object) -> None:
-        nonlocal cancelled
-        stop_jobs()
-        if not cancelled:
-            cancelled = True
+        if not cancelled.is_set():
+            cancelled.set()
             # What Snakemake's scheduler treats as a user's request to stop.
             raise KeyboardInterrupt
 
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+
+    def waker() -> None:
+        procs.block_cancel_signals()
+        while True:
+            if set(os.read(read_end, 64)) & set(CANCEL_SIGNALS):
+                stop_jobs()
+
     for s in CANCEL_SIGNALS:
         signal.signal(s, handler)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    threading.Thread(target=waker, name="unikio-cancel", daemon=True).start()
