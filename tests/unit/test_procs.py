@@ -217,8 +217,8 @@ FAKE_SNAKEMAKE = textwrap.dedent("""
     if sys.argv[3] == "helper-thread":
         # The kernel may pick any thread for a process-wide signal: here, not the sleeping main one.
         threading.Timer(0.3, signal.pthread_kill, (waiter.ident, signal.SIGTERM)).start()
-    print("running", flush=True)
-    try:
+    try:  # as Snakemake's scheduler loop, which catches KeyboardInterrupt, wraps its jobs
+        print("running", flush=True)
         jobs_done.acquire()  # where Snakemake's main thread sleeps while jobs run
         print("no cancellation", flush=True)
     except KeyboardInterrupt:
@@ -237,5 +237,21 @@ def test_snakemake_stops_its_jobs_and_cancels_whichever_thread_gets_the_signal(t
         proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert out == "cancelled; job status 3\n", err
+    assert time.monotonic() - start < 5
+    assert marker.read_text() == "stopped"
+
+
+def test_jobs_get_their_sigterm_even_when_snakemake_leaves_at_once(tmp_path):
+    # The signal lands before the scheduler's try: the main thread dies of KeyboardInterrupt
+    # straight away, and the job must have been stopped by then, not left to sleep on.
+    marker = tmp_path / "job-saw-sigterm"
+    scheduler = "\ntry:  # as Snakemake's"
+    script = FAKE_SNAKEMAKE.replace(scheduler, "\nos.kill(os.getpid(), signal.SIGTERM)" + scheduler)
+    assert "os.kill" in script
+    script = script.replace("import signal,", "import os, signal,")
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path), str(marker), "process"],
+                          capture_output=True, text=True, env=ENV, timeout=30)
+    assert "KeyboardInterrupt" in proc.stderr and proc.returncode != 0
     assert time.monotonic() - start < 5
     assert marker.read_text() == "stopped"

@@ -88,10 +88,14 @@ def forward_cancellation() -> None:
     as Snakemake does on Ctrl-C.
     """
     cancelled = threading.Event()
+    jobs_stopped = threading.Event()
 
     def handler(_signum: int, _frame: object) -> None:
         if not cancelled.is_set():
             cancelled.set()
+            # The main thread may leave at once (a signal outside Snakemake's own try):
+            # the jobs must have had their SIGTERM by then, not die with the daemon waker.
+            jobs_stopped.wait(5)
             # What Snakemake's scheduler treats as a user's request to stop.
             raise KeyboardInterrupt
 
@@ -103,6 +107,7 @@ def forward_cancellation() -> None:
         while True:
             if set(os.read(read_end, 64)) & set(CANCEL_SIGNALS):
                 stop_jobs()
+                jobs_stopped.set()
 
     for s in CANCEL_SIGNALS:
         signal.signal(s, handler)
