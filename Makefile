@@ -21,8 +21,11 @@ $(VENV)/.installed: envs/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r envs/requirements.txt
 	touch $@
 
+# The verdicts are what a reader wants first: printed when the run ends.
 run: setup
-	./snakemake --cores $(CORES)
+	./snakemake --cores $(CORES) all report
+	@cat results/tables/claims.md
+	@echo "Report (claims, figures, tables, conditions, provenance): results/report.html"
 
 test: setup
 	$(VENV)/bin/python -m pytest tests
@@ -35,4 +38,5 @@ lint: setup
 
 clean:
 	rm -rf results/raw results/data results/tables results/figures results/build \
-	  results/sources results/apt results/provenance.json results/artifact.tar.gz
+	  results/sources results/apt results/provenance.json results/artifact.tar.gz \
+	  results/report.html

@@ -18,6 +18,7 @@ include: "workflow/rules/fetch.smk"
 include: "workflow/rules/build.smk"
 include: "workflow/rules/experiments.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -31,11 +32,14 @@ rule all:
         expand(OVERHEAD_TABLE, arch=runnable_archs("blk", "solo5-hvt"), ext=TABLE_EXTS),
         expand(NET_TABLE, arch=net_archs(), ext=TABLE_EXTS),
         expand(NET_FIGURE, arch=net_archs(), ext=FIGURE_EXTS),
+        expand(CLAIMS_TABLE, ext=TABLE_EXTS),
         PROVENANCE,
     default_target: True
 
 
 include: "workflow/rules/archive.smk"
+include: "workflow/rules/compare.smk"
 
 
 add_code_params(workflow.rules, keyed_by_recipe=CACHE_FED_RULES)
+prepare_first(workflow.rules)

@@ -4,6 +4,7 @@ responders on a veth pair inside a private network namespace."""
 from __future__ import annotations
 
 import os
+import re
 import select
 import shutil
 import socket
@@ -225,6 +226,27 @@ def _run(bench: Path, ns: NetNs, ifname: str, *extra: str, timeout: float = 60) 
                            "--dst-ip", "10.0.0.2", *extra], capture_output=True, text=True, timeout=timeout)
 
 
+PERCENTILES = re.compile(r" pps=\d+\.\d{2} p50_ns=\d+ p90_ns=\d+ p99_ns=\d+\n\Z")
+
+
+def _timed(stdout: str) -> dict[str, int | float]:
+    """The result of a run that received echoes: percentiles last, in order, within [min, max]."""
+    assert PERCENTILES.search(stdout), stdout
+    res = parse_net_result(stdout)
+    assert 0 < res["min_ns"] <= res["p50_ns"] <= res["p90_ns"] <= res["p99_ns"] <= res["max_ns"]
+    return res
+
+
+def _untimed(stdout: str) -> dict[str, int | float]:
+    """The result of a run that received nothing: every time and percentile 0."""
+    assert PERCENTILES.search(stdout), stdout
+    res = parse_net_result(stdout)
+    assert res["received"] == 0
+    assert res["avg_ns"] == res["min_ns"] == res["max_ns"] == res["pps"] == 0
+    assert res["p50_ns"] == res["p90_ns"] == res["p99_ns"] == 0
+    return res
+
+
 def test_no_arp_reply_exits_3_quickly(bench: Path, veth_ns: NetNs) -> None:
     start = time.monotonic()
     r = _run(bench, veth_ns, veth_ns.tap, "--size", "1", "--count", "10", "--timeout-ms", "200",
@@ -248,9 +270,8 @@ def test_unanswered_echo_counts_lost_and_exits_4(bench: Path, veth_ns: NetNs, re
     r = _run(bench, veth_ns, "ib0", "--size", "64", "--count", "5", "--timeout-ms", "100", timeout=30)
     assert r.returncode == 4, r.stderr
     assert time.monotonic() - start < 10
-    res = parse_net_result(r.stdout)
+    res = _untimed(r.stdout)
     assert (res["packets"], res["received"], res["lost"], res["corrupt"]) == (5, 0, 5, 0)
-    assert res["avg_ns"] == res["min_ns"] == res["max_ns"] == 0 and res["pps"] == 0
     # 1 % of 5 allows no loss: the first one stops the run.
     assert r.stderr == ("icmp_bench: 1 of 5 echoes lost, over --max-loss-pct 1: stopping, "
                         "4 unsent counted as lost\n")
@@ -264,7 +285,7 @@ def test_hung_guest_fails_in_about_budget_timeouts(bench: Path, veth_ns: NetNs, 
     elapsed = time.monotonic() - start
     assert r.returncode == 4, r.stderr
     assert 1.0 < elapsed < 6
-    res = parse_net_result(r.stdout)
+    res = _untimed(r.stdout)
     assert (res["packets"], res["received"], res["lost"], res["corrupt"]) == (1000, 0, 1000, 0)
     assert r.stderr == ("icmp_bench: 11 of 1000 echoes lost, over --max-loss-pct 1: stopping, "
                         "989 unsent counted as lost\n")
@@ -275,7 +296,7 @@ def test_loss_on_last_echo_has_nothing_to_stop(bench: Path, veth_ns: NetNs, resp
     r = _run(bench, veth_ns, "ib0", "--size", "8", "--count", "1", "--timeout-ms", "100", timeout=30)
     assert r.returncode == 4
     assert r.stderr == ""
-    res = parse_net_result(r.stdout)
+    res = _untimed(r.stdout)
     assert (res["packets"], res["received"], res["lost"]) == (1, 0, 1)
 
 
@@ -293,7 +314,7 @@ def test_answered_echo_all_received_decoys_ignored(bench: Path, veth_ns: NetNs, 
     count = 200
     r = _run(bench, veth_ns, "ib0", "--size", str(size), "--count", str(count))
     assert r.returncode == 0, r.stderr
-    res = parse_net_result(r.stdout)
+    res = _timed(r.stdout)
     assert res["size"] == size
     assert (res["packets"], res["received"], res["lost"], res["corrupt"]) == (count, count, 0, 0)
     # Six decoys per echo; the kernel may add a few frames (IPv6 chatter) of its own.
@@ -308,7 +329,7 @@ def test_near_miss_replies_never_match(bench: Path, veth_ns: NetNs, responder: o
     r = _run(bench, veth_ns, "ib0", "--size", "32", "--count", "4", "--timeout-ms", "100",
              "--max-loss-pct", "100", timeout=30)
     assert r.returncode == 0, r.stderr
-    res = parse_net_result(r.stdout)
+    res = _untimed(r.stdout)
     assert (res["received"], res["lost"], res["corrupt"]) == (0, 4, 0)
     assert res["ignored"] >= 6 * 4
 
@@ -321,9 +342,8 @@ def test_damaged_reply_is_corrupt_never_received(bench: Path, veth_ns: NetNs, re
     r = _run(bench, veth_ns, "ib0", "--size", "32", "--count", "5", "--timeout-ms", "2000",
              "--max-loss-pct", "100", timeout=30)
     assert r.returncode == 0, r.stderr
-    res = parse_net_result(r.stdout)
+    res = _untimed(r.stdout)
     assert (res["packets"], res["received"], res["lost"], res["corrupt"]) == (5, 0, 5, 5)
-    assert res["avg_ns"] == res["min_ns"] == res["max_ns"] == 0 and res["pps"] == 0
     assert res["ignored"] >= 6 * 5
     # The damaged reply ends the wait: five 2 s timeouts would take 10 s.
     assert time.monotonic() - start < 5
@@ -334,7 +354,7 @@ def test_only_intact_replies_are_received_and_timed(bench: Path, veth_ns: NetNs,
     # Odd seqs come back intact, even ones damaged: 5 of 10 lost is within 50 %.
     r = _run(bench, veth_ns, "ib0", "--size", "32", "--count", "10", "--max-loss-pct", "50")
     assert r.returncode == 0, r.stderr
-    res = parse_net_result(r.stdout)
+    res = _timed(r.stdout)
     assert (res["packets"], res["received"], res["lost"], res["corrupt"]) == (10, 5, 5, 5)
     assert 0 < res["min_ns"] <= res["avg_ns"] <= res["max_ns"] < 1_000_000_000
 
@@ -345,7 +365,7 @@ def test_corruption_over_budget_stops_early(bench: Path, veth_ns: NetNs, respond
     # 1..21), 11 corrupt, and the 78 unsent are lost but not corrupt.
     r = _run(bench, veth_ns, "ib0", "--size", "16", "--count", "100", "--max-loss-pct", "10")
     assert r.returncode == 4, r.stderr
-    res = parse_net_result(r.stdout)
+    res = _timed(r.stdout)
     assert (res["packets"], res["received"], res["lost"], res["corrupt"]) == (100, 11, 89, 11)
     assert r.stderr == ("icmp_bench: 11 of 100 echoes lost, over --max-loss-pct 10: stopping, "
                         "78 unsent counted as lost\n")

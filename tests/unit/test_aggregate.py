@@ -2,7 +2,7 @@ import math
 
 import pandas as pd
 import pytest
-from unikio import aggregate, results
+from unikio import aggregate, results, stats
 
 REFERENCE = pd.DataFrame([
     {"host": "carbon-x1", "arch": "x86_64", "platform": "host", "host_cores": 4, "total_ms": 500.0,
@@ -292,17 +292,23 @@ def test_net_writers_and_figure(tmp_path):
     # Each unmeasured platform once, with its reason.
     assert footnotes(fig) == ["not measured: mirage-solo5 (needs MirageOS); lwip (no runs)"]
     native, emulated, zcu, xgene = fig.axes
-    assert [t.get_text() for t in native.get_legend().get_texts()] == [
-        "qemu-linux [tcg, emulated]", "solo5-hvt"]
     assert [t.get_text() for t in native.get_xticklabels()] == ["1", "1472"]
     # Bars per label over the sizes: qemu-linux (tcg) only at 1 byte, solo5-hvt at both.
     heights = [p.get_height() for p in native.patches]
     assert heights[0] == 600.0 and math.isnan(heights[1]) and heights[2:] == [32_000.0, 20_000.0]
-    assert [t.get_text() for t in emulated.get_legend().get_texts()] == ["qemu-linux [kvm, emulated]"]
     assert [p.get_height() for p in emulated.patches] == [2000.0]
-    assert [t.get_text() for t in zcu.get_legend().get_texts()] == ["solo5-hvt", "qemu-linux", "mirage-solo5"]
     assert [t.get_text() for t in zcu.get_xticklabels()] == ["1", "512", "1472"]
-    assert [t.get_text() for t in xgene.get_legend().get_texts()] == ["solo5-hvt", "mirage-solo5"]
+    # One colour per platform in every panel, ours and the study's alike.
+    colour = aggregate.platform_colour
+    assert native.patches[0].get_facecolor() == zcu.patches[3].get_facecolor()  # qemu-linux: the second of three
+    assert {p.get_facecolor() for p in xgene.patches[:2]} == {zcu.patches[0].get_facecolor()}  # solo5-hvt
+    assert colour("qemu-linux [tcg, emulated]") == colour("qemu-linux") != colour("solo5-hvt")
+    # No legend inside a panel: one figure legend below them, each platform once.
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "qemu-linux", "solo5-hvt", "mirage-solo5", "95% CI (ours)", "not a performance result"]
+    assert legend.get_window_extent().y1 < min(ax.get_window_extent().y0 for ax in fig.axes)
 
 
 def overhead_runs():
@@ -372,3 +378,33 @@ def test_tables_name_the_pipeline_versions_of_their_rows():
     caption = aggregate.caption("blk", df, "x86_64")
     assert caption.endswith(f"Measured by pipeline {versions[0]} fedcba987654+dirty.1234abcd.")
     assert aggregate.caption("blk", df, "aarch64").endswith("Measured by pipeline (no rows).")
+
+
+def test_rows_measured_on_a_busy_machine_are_marked_with_the_load_seen():
+    df = runs([10_000_000, 12_000_000], [4_000_000, 5_000_000], accel="kvm")
+    # After the measurement the load holds its own threads: only the load before counts.
+    df["load_before"], df["load_after"] = [0.2, 1.3], [3.0, 3.0]
+    busy = aggregate.Busy(load_per_core=0.5, cores=2)
+    row = aggregate.blk_table(df, REFERENCE, "x86_64", ["qemu-linux-smp"], {}, busy).iloc[0]
+    assert row["load_before_max"] == 1.3
+    assert row["note"] == "busy machine (1-min load 1.30 on 2 cores)"
+    quiet = aggregate.blk_table(df.assign(load_before=[0.2, 0.9]), REFERENCE, "x86_64", ["qemu-linux-smp"], {},
+                                busy).iloc[0]
+    assert quiet["note"] == "" and quiet["load_before_max"] == 0.9
+    net = net_runs("solo5-hvt", 1, [1000.0, 1100.0], [0, 0], arch="x86_64", kvm_impl="kvm_pvm")
+    net["load_before"] = [2.5, 0.1]
+    note = aggregate.net_table(net, NET_REFERENCE, "x86_64", ["solo5-hvt"], {}, busy).iloc[0]["note"]
+    assert note == ("software-assisted KVM (kvm_pvm): not a performance result; "
+                    "busy machine (1-min load 2.50 on 2 cores)")
+
+
+def test_table_statistics_are_those_of_the_one_definition():
+    totals = [10_000_000, 12_000_000, 17_000_000]
+    row = aggregate.blk_table(runs(totals, [4_000_000] * 3, accel="kvm"), REFERENCE, "x86_64",
+                              ["qemu-linux-smp"], {}).iloc[0]
+    summary = stats.summary([10.0, 12.0, 17.0])
+    assert row["total_median"] == 12.0 and row["runs"] == 3
+    assert (row["total_ci_low"], row["total_ci_high"]) == (summary["ci_low"], summary["ci_high"])
+    assert row["cv_total"] == pytest.approx(summary["sd"] / 13.0)
+    assert row["total_ci_low"] < 13.0 < row["total_ci_high"]
+    assert row["pread_ci_low"] == row["pread_ci_high"] == 4.0

@@ -85,3 +85,48 @@ def test_block_size_must_suit_o_direct(schema, default):
     bad = copy.deepcopy(default)
     bad["blk"]["block_size"] = 1000
     assert "blk.block_size" in cfg.explain_invalid(bad, schema)
+
+
+def test_measurement_defaults(default):
+    assert default["measure"] == {"cpu": "auto"}
+    assert default["conditions"] == {"busy_load_per_core": 0.5}
+
+
+@pytest.mark.parametrize("cpu", ["auto", 0, 3, 255])
+def test_measure_cpu_is_a_cpu_number_or_auto(schema, default, cpu):
+    data = copy.deepcopy(default)
+    data["measure"]["cpu"] = cpu
+    assert cfg.explain_invalid(data, schema) is None
+
+
+@pytest.mark.parametrize("cpu, message", [
+    (-1, "config key measure.cpu is invalid: -1 is less than the minimum of 0"),
+    ("first", "config key measure.cpu is invalid: 'first' does not match '^auto$'"),
+    ("AUTO", "config key measure.cpu is invalid: 'AUTO' does not match '^auto$'"),
+    (1.5, "config key measure.cpu is invalid: 1.5 is not of type 'integer', 'string'"),
+    (True, "config key measure.cpu is invalid: True is not of type 'integer', 'string'"),
+])
+def test_a_bad_measure_cpu_is_one_sentence_naming_the_key(schema, default, cpu, message):
+    bad = copy.deepcopy(default)
+    bad["measure"]["cpu"] = cpu
+    assert cfg.explain_invalid(bad, schema) == message
+
+
+@pytest.mark.parametrize("value, message", [
+    (-0.1, "config key conditions.busy_load_per_core is invalid: -0.1 is less than the minimum of 0"),
+    ("high", "config key conditions.busy_load_per_core is invalid: 'high' is not of type 'number'"),
+])
+def test_a_bad_busy_threshold_is_one_sentence_naming_the_key(schema, default, value, message):
+    bad = copy.deepcopy(default)
+    bad["conditions"]["busy_load_per_core"] = value
+    assert cfg.explain_invalid(bad, schema) == message
+
+
+def test_measure_and_conditions_keys_are_required_and_closed(schema, default):
+    bad = copy.deepcopy(default)
+    del bad["measure"]["cpu"]
+    assert cfg.explain_invalid(bad, schema) == "config key measure lacks 'cpu'; add it (see config/config.yaml)"
+    bad = copy.deepcopy(default)
+    bad["conditions"]["busy_load"] = 1
+    assert cfg.explain_invalid(bad, schema) == ("unknown config key 'busy_load' at conditions; "
+                                                "known keys there: busy_load_per_core")

@@ -110,6 +110,17 @@ def test_vhost_mac_and_pinning() -> None:
     assert cmd[-2:] == ["-d", "guest_errors"]
 
 
+def test_only_the_one_core_guest_is_pinned_and_to_the_cpu_given() -> None:
+    """qemu-linux-1core: the whole QEMU on one CPU (measure.cpu on the host, CPU 0 by default); the others free."""
+    base = {"arch": "x86_64", "accel": "kvm", "qemu": "q", "kernel": "k", "initrd": "i", "job": {"bench": "none"},
+            "memory_mb": 256, "cores": 2}
+    assert guest.linux_guest_command(platform="qemu-linux-1core", one_core_cpu=1, **base)[:4] == [
+        "taskset", "-c", "1", "q"]
+    assert guest.linux_guest_command(platform="qemu-linux-1core", **base)[:4] == ["taskset", "-c", "0", "q"]
+    for platform in ("qemu-linux-smp", "qemu-linux"):
+        assert guest.linux_guest_command(platform=platform, one_core_cpu=1, **base)[0] == "q"
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

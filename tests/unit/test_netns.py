@@ -20,7 +20,7 @@ TAP = f"tapt{os.getpid() % 100000}"
 
 GOOD = (
     "RESULT net size=1 packets=1000 received=998 lost=2 corrupt=0 ignored=3 "
-    "avg_ns=438603 min_ns=422040 max_ns=501439 pps=2279.96"
+    "avg_ns=438603 min_ns=422040 max_ns=501439 pps=2279.96 p50_ns=434176 p90_ns=450560 p99_ns=497664"
 )
 
 
@@ -32,12 +32,14 @@ def test_parse_good_line_among_other_output() -> None:
     assert res == {
         "size": 1, "packets": 1000, "received": 998, "lost": 2, "corrupt": 0, "ignored": 3,
         "avg_ns": 438603, "min_ns": 422040, "max_ns": 501439, "pps": 2279.96,
+        "p50_ns": 434176, "p90_ns": 450560, "p99_ns": 497664,
     }
-    assert isinstance(res["avg_ns"], int) and isinstance(res["pps"], float)
+    assert isinstance(res["avg_ns"], int) and isinstance(res["pps"], float) and isinstance(res["p99_ns"], int)
 
 
 def test_parse_all_lost() -> None:
-    line = "RESULT net size=0 packets=5 received=0 lost=5 corrupt=0 ignored=0 avg_ns=0 min_ns=0 max_ns=0 pps=0"
+    line = ("RESULT net size=0 packets=5 received=0 lost=5 corrupt=0 ignored=0 avg_ns=0 min_ns=0 max_ns=0 pps=0"
+            " p50_ns=0 p90_ns=0 p99_ns=0")
     assert results.parse_net_result(line)["lost"] == 5
 
 
@@ -56,7 +58,10 @@ def test_parse_all_lost() -> None:
         GOOD.replace("min_ns=422040", "min_ns=500000"),  # min > avg
         GOOD.replace("pps=2279.96", "pps=1000.00"),  # not 1e9 / avg
         GOOD.replace("size=1 ", "size=1473 "),
-        "RESULT net size=0 packets=5 received=0 lost=5 corrupt=0 ignored=0 avg_ns=7 min_ns=0 max_ns=0 pps=0",
+        "RESULT net size=0 packets=5 received=0 lost=5 corrupt=0 ignored=0 avg_ns=7 min_ns=0 max_ns=0 pps=0"
+        " p50_ns=0 p90_ns=0 p99_ns=0",
+        GOOD.replace(" p50_ns=434176 p90_ns=450560 p99_ns=497664", ""),  # the line before percentiles
+        GOOD.replace("p90_ns=450560", "p90_ns=400000"),  # p90 < p50
     ],
 )
 def test_parse_rejects_malformed(text: str) -> None:

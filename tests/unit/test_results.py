@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from unikio import results
 
@@ -45,21 +47,22 @@ def test_parse_pread_stats_reads_the_window_of_the_four_field_line():
 
 
 NET = ("RESULT net size=56 packets=1000 received=996 lost=4 corrupt=1 ignored=3 "
-       "avg_ns=438603 min_ns=422040 max_ns=501439 pps=2279.96")
+       "avg_ns=438603 min_ns=422040 max_ns=501439 pps=2279.96 p50_ns=434176 p90_ns=450560 p99_ns=497664")
 
 
 def test_parse_net_result_with_corrupt():
     assert results.parse_net_result("icmp_bench: note\n" + NET + "\n") == {
         "size": 56, "packets": 1000, "received": 996, "lost": 4, "corrupt": 1, "ignored": 3,
         "avg_ns": 438603, "min_ns": 422040, "max_ns": 501439, "pps": 2279.96,
+        "p50_ns": 434176, "p90_ns": 450560, "p99_ns": 497664,
     }
 
 
 @pytest.mark.parametrize("lost, corrupt", [(4, 0), (4, 4), (1000, 1000)])
 def test_parse_net_result_corrupt_up_to_lost(lost, corrupt):
     line = (f"RESULT net size=0 packets=1000 received={1000 - lost} lost={lost} corrupt={corrupt} ignored=0 "
-            + ("avg_ns=500 min_ns=400 max_ns=600 pps=2000000.00" if lost < 1000
-               else "avg_ns=0 min_ns=0 max_ns=0 pps=0.00"))
+            + ("avg_ns=500 min_ns=400 max_ns=600 pps=2000000.00 p50_ns=500 p90_ns=580 p99_ns=600" if lost < 1000
+               else "avg_ns=0 min_ns=0 max_ns=0 pps=0.00 p50_ns=0 p90_ns=0 p99_ns=0"))
     res = results.parse_net_result(line)
     assert (res["lost"], res["corrupt"]) == (lost, corrupt)
 
@@ -74,4 +77,48 @@ def test_parse_net_result_corrupt_up_to_lost(lost, corrupt):
 ])
 def test_parse_net_result_rejects(text, problem):
     with pytest.raises(ValueError, match=problem):
+        results.parse_net_result(text)
+
+
+def test_parse_net_result_min_and_max_may_be_percentiles():
+    # icmp_bench clamps a bucket's value to the exact min and max, so they may coincide.
+    line = NET.replace("p50_ns=434176 p90_ns=450560 p99_ns=497664", "p50_ns=422040 p90_ns=422040 p99_ns=501439")
+    assert results.parse_net_result(line)["p50_ns"] == 422040
+
+
+NET_ALL_LOST = ("RESULT net size=8 packets=5 received=0 lost=5 corrupt=0 ignored=0 "
+                "avg_ns=0 min_ns=0 max_ns=0 pps=0.00 p50_ns=0 p90_ns=0 p99_ns=0")
+
+
+def test_parse_net_result_all_lost_has_zero_percentiles():
+    res = results.parse_net_result(NET_ALL_LOST)
+    assert (res["received"], res["p50_ns"], res["p90_ns"], res["p99_ns"]) == (0, 0, 0, 0)
+
+
+ORDER = "not min <= p50 <= p90 <= p99 <= max"
+
+
+@pytest.mark.parametrize("text, problem", [
+    # Every percentile is required, in this order, right after pps=.
+    (NET.replace(" p50_ns=434176", ""), "malformed"),
+    (NET.replace(" p90_ns=450560", ""), "malformed"),
+    (NET.replace(" p99_ns=497664", ""), "malformed"),
+    (NET.replace(" p50_ns=434176 p90_ns=450560 p99_ns=497664", ""), "malformed"),
+    (NET.replace("p50_ns=434176 p90_ns=450560", "p90_ns=450560 p50_ns=434176"), "malformed"),
+    (NET.replace("pps=2279.96 p50_ns=434176", "p50_ns=434176 pps=2279.96"), "malformed"),
+    (NET.replace("p99_ns=497664", "p99_ns=497664.5"), "malformed"),
+    (NET.replace("p90_ns=450560", "p90_ns=-1"), "malformed"),
+    (NET + " p999_ns=500000", "malformed"),
+    # Out of order, or outside [min, max].
+    (NET.replace("p50_ns=434176", "p50_ns=460000"), ORDER),   # p50 > p90
+    (NET.replace("p90_ns=450560", "p90_ns=497665"), ORDER),   # p90 > p99
+    (NET.replace("p99_ns=497664", "p99_ns=501440"), ORDER),   # p99 > max
+    (NET.replace("p50_ns=434176", "p50_ns=422039"), ORDER),   # p50 < min
+    (NET.replace("p50_ns=434176 p90_ns=450560 p99_ns=497664", "p50_ns=0 p90_ns=0 p99_ns=0"), ORDER),
+    # Nothing received: nothing to take percentiles of.
+    (NET_ALL_LOST.replace("p50_ns=0", "p50_ns=1"), "times without received packets"),
+    (NET_ALL_LOST.replace("p99_ns=0", "p99_ns=7"), "times without received packets"),
+])
+def test_parse_net_result_rejects_bad_percentiles(text, problem):
+    with pytest.raises(ValueError, match=re.escape(problem)):
         results.parse_net_result(text)

@@ -41,11 +41,11 @@ exit_floor n=2000 total_ns=357444624 ns_per_exit=178722.3
 TB-END kind=exit-floor rep=1 status=0
 TB-BEGIN kind=tender-net rep=1 size=1
 RESULT net size=1 packets=50 received=50 lost=0 corrupt=0 ignored=0 avg_ns=1397452 min_ns=1017792 \
-max_ns=5566096 pps=715.59
+max_ns=5566096 pps=715.59 p50_ns=1294336 p90_ns=1703936 p99_ns=5566096
 TB-END kind=tender-net rep=1 size=1 status=0
 TB-BEGIN kind=tender-net rep=1 size=1472
 RESULT net size=1472 packets=50 received=50 lost=0 corrupt=0 ignored=0 avg_ns=1292447 min_ns=978320 \
-max_ns=1912320 pps=773.73
+max_ns=1912320 pps=773.73 p50_ns=1261568 p90_ns=1376256 p99_ns=1912320
 TB-END kind=tender-net rep=1 size=1472 status=0
 tender: ping_serve: ready
 tender: tender: terminated by signal 15
@@ -246,12 +246,15 @@ def test_exit_floor_and_net_rows_from_the_transcript() -> None:
     assert [list(r) for r in rows] == [results.NET_COLUMNS, results.NET_COLUMNS]
     assert [(r["data_bytes"], r["rep"], r["pps"], r["avg_rtt_ns"], r["lost"]) for r in rows] == [
         (1, 1, 715.59, 1397452, 0), (1472, 1, 773.73, 1292447, 0)]
+    assert [(r["p50_rtt_ns"], r["p90_rtt_ns"], r["p99_rtt_ns"]) for r in rows] == [
+        (1294336, 1703936, 5566096), (1261568, 1376256, 1912320)]
     assert {(r["platform"], r["accel"], r["testbed"], r["arch"]) for r in rows} == {
         ("solo5-hvt", "kvm", "emulated", "aarch64")}
 
 
 def test_net_row_defaults_to_the_native_testbed() -> None:
-    res = {"size": 1, "packets": 1, "avg_ns": 1, "min_ns": 1, "max_ns": 1, "pps": 1.0, "lost": 0}
+    res = {"size": 1, "packets": 1, "avg_ns": 1, "min_ns": 1, "max_ns": 1, "pps": 1.0, "lost": 0,
+           "p50_ns": 1, "p90_ns": 1, "p99_ns": 1}
     row = net.row(arch="x86_64", platform="p", provider="", accel="kvm", rep=1, result=res, kvm_impl="kvm_amd")
     assert (row["testbed"], row["kvm_impl"]) == ("native", "kvm_amd")
 
@@ -281,7 +284,7 @@ def test_failed_measurement_is_one_line_naming_the_log() -> None:
 def test_packet_loss_is_explained() -> None:
     lines = ["TB-BEGIN kind=tender-net rep=2 size=1472",
              "RESULT net size=1472 packets=50 received=40 lost=10 corrupt=0 ignored=0 avg_ns=5 min_ns=5 max_ns=5 "
-             "pps=2e8",
+             "pps=200000000.00 p50_ns=5 p90_ns=5 p99_ns=5",
              "TB-END kind=tender-net rep=2 size=1472 status=4"]
     with pytest.raises(TestbedError, match=r"tender-net rep 2 size 1472 exited with status 4 \(more packet loss "
                                            r"than net.max_loss_pct\): RESULT net size=1472 .*lost=10"):

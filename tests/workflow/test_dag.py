@@ -1,10 +1,12 @@
 """The DAG and the start-up checks, by dry runs of the real workflow (no root needed)."""
 
+import os
 import platform
 import re
 
 import pytest
 from testkit import REPO, copy_project, planned_jobs, snakemake
+from unikio import conditions
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +28,15 @@ def test_fresh_project_plans_the_whole_chain(project):
 
 
 def planned(dry_run_output: str) -> list[dict[str, str]]:
-    """Each planned job of a dry run: its rule, output and threads (1 when not shown)."""
+    """Each planned job of a dry run: its rule, output, threads (1 when not shown) and priority (0 when not shown)."""
     jobs = []
     for block in re.split(r"\n(?=rule \w+:\n)", dry_run_output):
         m = re.match(r"rule (\w+):\n", block)
         if not m:
             continue
         fields = dict(re.findall(r"^    (\w+): (.*)$", block, re.M))
-        jobs.append({"rule": m.group(1), "output": fields.get("output", ""), "threads": fields.get("threads", "1")})
+        jobs.append({"rule": m.group(1), "output": fields.get("output", ""), "threads": fields.get("threads", "1"),
+                     "priority": fields.get("priority", "0")})
     return jobs
 
 
@@ -49,6 +52,45 @@ def test_measurements_take_every_core_so_nothing_runs_beside_them(project):
         if job["rule"] in measuring:
             assert job["threads"] == "4", job
     assert {j["rule"] for j in jobs if j["rule"] in measuring} >= {"blk_host_run", "blk_qemu_run", "kvm_probe"}
+
+
+def test_block_repetitions_interleave_across_platforms(project):
+    """Builds first, then the KVM probe, then repetition 1 of every block platform, repetition 2 of every one, ...
+
+    Snakemake starts the ready job of highest priority, and a measurement only
+    when nothing else runs. A dry run lists jobs in no scheduling order, so
+    this reads the priorities it prints and orders the jobs by them.
+    """
+    proc = snakemake(project, "-n")
+    assert proc.returncode == 0, proc.stderr
+    jobs = planned(proc.stdout)
+    measuring = {m for m in re.findall(r"^rule (\w+):", (REPO / "workflow/rules/experiments.smk").read_text(), re.M)}
+    prepare = [int(j["priority"]) for j in jobs if j["rule"] not in measuring]
+    measure = [j for j in jobs if j["rule"] in measuring]
+    by_rep = {}  # {repetition: {(arch, platform): priority}}
+    for j in measure:
+        m = re.fullmatch(r"results/raw/blk/(\w+)/([\w-]+)/rep(\d+)/row\.json", j["output"])
+        if m:
+            by_rep.setdefault(int(m.group(3)), {})[m.group(1), m.group(2)] = int(j["priority"])
+    assert sorted(by_rep) == [1, 2, 3]  # smoke: 3 repetitions
+    platforms = set(by_rep[1])
+    assert {p for _, p in platforms} >= {"host", "qemu-linux-smp", "qemu-linux-1core"}, platforms
+    # One priority per repetition, the same for every platform, lower for each later one: in priority order the
+    # jobs run repetition 1 of every platform, then repetition 2 of every platform, then 3.
+    assert [set(by_rep[r]) for r in (1, 2, 3)] == [platforms] * 3
+    levels = [set(by_rep[r].values()) for r in (1, 2, 3)]
+    assert all(len(level) == 1 for level in levels), levels
+    assert levels[0].pop() > levels[1].pop() > levels[2].pop()
+    order = [int(m.group(1)) for j in sorted(measure, key=lambda j: -int(j["priority"]))
+             if (m := re.search(r"/rep(\d+)/row\.json$", j["output"]))]
+    assert order == [1] * len(platforms) + [2] * len(platforms) + [3] * len(platforms)
+    # Every build before any measurement, and the probe, whose verdict the Linux-guest rows need, before them.
+    rep_priorities = [p for level in by_rep.values() for p in level.values()]
+    probe = [int(j["priority"]) for j in measure if j["rule"] == "kvm_probe"]
+    assert probe and min(prepare) > max(probe) and min(probe) > max(rep_priorities)
+    # Rows made by one job each (network, testbed, exit floor) come after the block repetitions.
+    whole = [int(j["priority"]) for j in measure if j["rule"] != "kvm_probe" and "/rep" not in j["output"]]
+    assert whole and max(whole) < min(rep_priorities)
 
 
 def test_a_thread_cap_below_the_cores_is_refused(project):
@@ -72,6 +114,17 @@ def test_a_block_run_that_cannot_fit_is_refused_before_any_job(project, override
     proc = snakemake(project, "-n", overrides=override + "\n")
     assert proc.returncode != 0
     assert re.search(message, proc.stdout + proc.stderr), (proc.stdout + proc.stderr)[-2000:]
+    assert "Job stats" not in proc.stdout
+
+
+def test_a_measure_cpu_out_of_reach_is_refused_before_any_job(project):
+    cpus = os.sched_getaffinity(0)  # Snakemake inherits this test's affinity
+    bad = max(cpus) + 64
+    proc = snakemake(project, "-n", overrides=f"measure: {{cpu: {bad}}}\n")
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert (f"config key measure.cpu is {bad}, but this process may run only on CPUs "
+            f"{conditions.format_cpu_list(cpus)}") in text, text[-2000:]
     assert "Job stats" not in proc.stdout
 
 

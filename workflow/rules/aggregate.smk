@@ -32,6 +32,7 @@ rule blk_table:
         experiment="blk",
         platforms=config["blk"]["platforms"],
         skipped=lambda wc: skipped_reasons("blk", wc.arch),
+        busy_load_per_core=config["conditions"]["busy_load_per_core"],
     script:
         "../scripts/make_table.py"
 
@@ -53,6 +54,25 @@ rule blk_figure:
         experiment="blk",
     script:
         "../scripts/make_figure.py"
+
+
+rule claims_table:
+    input:
+        blk=BLK_RUNS,
+        net=NET_RUNS,
+        claims="config/reference/claims.yaml",
+    output:
+        csv=report(
+            CLAIMS_TABLE.replace("{ext}", "csv"),
+            caption="../report/claims_table.rst",
+            category="Claims",
+        ),
+        md=CLAIMS_TABLE.replace("{ext}", "md"),
+        tex=CLAIMS_TABLE.replace("{ext}", "tex"),
+    log:
+        f"{LOGS}/claims_table.log",
+    script:
+        "../scripts/make_claims_table.py"
 
 
 rule provenance:
@@ -122,6 +142,7 @@ rule net_table:
         experiment="net",
         platforms=config["net"]["platforms"],
         skipped=lambda wc: skipped_reasons("net", wc.arch),
+        busy_load_per_core=config["conditions"]["busy_load_per_core"],
     script:
         "../scripts/make_table.py"
 

@@ -4,6 +4,7 @@
 rule archive:
     input:
         rules.all.input,
+        rules.report.output,
     output:
         "results/artifact.tar.gz",
     log:

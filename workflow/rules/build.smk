@@ -46,6 +46,7 @@ rule native_bench:
     input:
         blk_bench="native/bench/blk_bench.c",
         icmp_bench="native/bench/icmp_bench.c",
+        rtt_histogram=["native/bench/rtt_histogram.c", "native/bench/rtt_histogram.h"],
         makefile="native/bench/Makefile",
     output:
         blk_bench=NATIVE_BENCH,

@@ -9,7 +9,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from unikio import config as unikio_config  # noqa: E402
-from unikio import aptsrc, codehash, hostinfo, initramfs, matrix, qemubuild, startup, supervise, version  # noqa: E402
+from unikio import aptsrc, codehash, conditions, hostinfo, initramfs, matrix, qemubuild, startup, supervise, version  # noqa: E402
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 _problem = unikio_config.explain_invalid(config, unikio_config.load_schema(SCHEMA))
@@ -24,6 +24,9 @@ PLAN = matrix.plan(config, HOST_ARCH, KVM)
 for _c in matrix.skipped(PLAN):
     logger.info(f"skipped {_c.label}: {_c.reason}")
 _problem = startup.check_disk_room(config, PLAN)
+if _problem:
+    raise WorkflowError(_problem)
+_problem = conditions.measure_cpu_problem(config["measure"]["cpu"])
 if _problem:
     raise WorkflowError(_problem)
 
@@ -41,6 +44,32 @@ if (workflow.resource_settings.max_threads or WHOLE_MACHINE) < WHOLE_MACHINE:
         f"--max-threads {workflow.resource_settings.max_threads} is below --cores {WHOLE_MACHINE}, so measurements "
         "could run beside other jobs; drop --max-threads"
     )
+
+# MEASUREMENT ORDER. Snakemake starts the ready jobs of highest priority first,
+# and a measurement (all cores) only when nothing else runs. So every other job
+# comes first (prepare_first): no measurement starts while a build that it or
+# another platform needs is still to be made. Then the KVM probe, whose verdict
+# the Linux-guest rows need; then block repetition 1 of every platform, then
+# repetition 2 of every platform, and so on, so slow drift of the machine falls
+# on every platform alike; then the rows made by one job each (network, the
+# testbed, the exit floor: priority 0), which run all their repetitions in one
+# boot (README, "Repetition order").
+PRIORITY_PREPARE = 3000
+PRIORITY_PROBE = 2500
+PRIORITY_REP_1 = 2000  # repetition r gets 2001 - r; blk.repetitions is at most 1000, so all stay above 0
+
+
+def rep_priority(wildcards):
+    """Priority of a block repetition: the same for every platform, lower for each later repetition."""
+    return PRIORITY_REP_1 + 1 - int(wildcards.rep)
+
+
+def prepare_first(rules):
+    """Give every rule outside experiments.smk PRIORITY_PREPARE (see MEASUREMENT ORDER)."""
+    for r in rules:
+        if Path(r.snakefile).name != "experiments.smk":
+            r.priority = PRIORITY_PREPARE
+
 
 wildcard_constraints:
     arch="x86_64|aarch64",
@@ -84,6 +113,10 @@ BLK_TABLE = "results/tables/blk_{arch}.{ext}"
 BLK_FIGURE = "results/figures/blk_{arch}.{ext}"
 TABLE_EXTS = ["csv", "md", "tex"]
 FIGURE_EXTS = ["png", "pdf"]
+CLAIMS_TABLE = "results/tables/claims.{ext}"
+COMPARE_TABLE = "results/tables/compare.{ext}"
+COMPARE_FIGURE = "results/figures/compare.png"
+REPORT = "results/report.html"
 PROVENANCE = "results/provenance.json"
 LOGS = "results/logs"
 

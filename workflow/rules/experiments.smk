@@ -1,4 +1,5 @@
-# Measurements, one at a time and alone: each takes every core (WHOLE_MACHINE).
+# Measurements, one at a time and alone: each takes every core (WHOLE_MACHINE),
+# in the order of their priority (see MEASUREMENT ORDER in common.smk).
 # Block rows on this host: one
 # job per repetition, since QEMU reports its pread totals at exit. Network rows
 # and rows in the emulated testbed: one job per (arch, platform), whose one boot
@@ -18,7 +19,9 @@ rule blk_host_run:
         reads=config["blk"]["reads"],
         block_size=config["blk"]["block_size"],
         timeout_s=config["blk"]["timeout_s"],
+        measure_cpu=config["measure"]["cpu"],
     threads: WHOLE_MACHINE
+    priority: rep_priority
     script:
         "../scripts/run_blk_host.py"
 
@@ -38,7 +41,9 @@ rule blk_solo5_run:
         timeout_s=config["blk"]["timeout_s"],
         mem_mb=config["solo5"]["mem_mb"],
         provider=config["solo5"]["provider"],
+        measure_cpu=config["measure"]["cpu"],
     threads: WHOLE_MACHINE
+    priority: rep_priority
     script:
         "../scripts/run_blk_solo5.py"
 
@@ -55,6 +60,7 @@ rule kvm_exit_floor_run:
     params:
         exits=config["solo5"]["floor_exits"],
         timeout_s=config["blk"]["timeout_s"],
+        measure_cpu=config["measure"]["cpu"],
     threads: WHOLE_MACHINE
     script:
         "../scripts/run_exit_floor.py"
@@ -73,6 +79,7 @@ rule kvm_probe:
         policy=config["accel"],
         timeout_s=config["guest"]["kvm_probe_timeout_s"],
     threads: WHOLE_MACHINE
+    priority: PRIORITY_PROBE
     script:
         "../scripts/probe_kvm.py"
 
@@ -96,7 +103,9 @@ rule blk_qemu_run:
         block_size=config["blk"]["block_size"],
         memory_mb=config["guest"]["memory_mb"],
         timeout_s=config["guest"]["run_timeout_s"],
+        measure_cpu=config["measure"]["cpu"],
     threads: WHOLE_MACHINE
+    priority: rep_priority
     script:
         "../scripts/run_blk_qemu.py"
 
@@ -118,6 +127,7 @@ rule net_solo5_run:
         max_loss_pct=config["net"]["max_loss_pct"],
         provider=config["solo5"]["provider"],
         mem_mb=config["solo5"]["mem_mb"],
+        measure_cpu=config["measure"]["cpu"],
     threads: WHOLE_MACHINE
     script:
         "../scripts/run_net_solo5.py"
@@ -143,6 +153,7 @@ rule net_qemu_run:
         max_loss_pct=config["net"]["max_loss_pct"],
         memory_mb=config["guest"]["memory_mb"],
         timeout_s=config["guest"]["run_timeout_s"],
+        measure_cpu=config["measure"]["cpu"],
     threads: WHOLE_MACHINE
     script:
         "../scripts/run_net_qemu.py"

@@ -2,14 +2,15 @@
 
 from pathlib import Path
 
-from unikio import blk, job, results
+from unikio import blk, conditions, job, results
 
 sm = snakemake  # noqa: F821
 
 
 def body(log):
     row = blk.host_row(Path(sm.input.bench), sm.wildcards.arch, int(sm.wildcards.rep),
-                      sm.params.reads, sm.params.block_size, sm.params.timeout_s, log)
+                      sm.params.reads, sm.params.block_size, sm.params.timeout_s, log,
+                      cpu=conditions.measure_cpu(sm.params.measure_cpu))
     results.write_row(Path(sm.output.row), row)
     log.write(f"row: {row}\n")
 

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from unikio import blk, guest, initramfs, job, results
+from unikio import blk, conditions, guest, initramfs, job, results
 
 sm = snakemake  # noqa: F821
 
@@ -15,7 +15,7 @@ def body(log):
         Path(sm.input.qemu) / guest.QEMU_BINARY[arch], initramfs.kernel_image(Path(sm.input.kernel)),
         Path(sm.input.initramfs), arch, sm.wildcards.platform, accel, int(sm.wildcards.rep), sm.params.reads,
         sm.params.block_size, sm.params.memory_mb, sm.params.timeout_s,
-        Path(sm.output.row).with_name("console.log"), log)
+        Path(sm.output.row).with_name("console.log"), log, cpu=conditions.measure_cpu(sm.params.measure_cpu))
     results.write_row(Path(sm.output.row), row)
     log.write(f"row: {row}\n")
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from unikio import blk, job, results
+from unikio import blk, conditions, job, results
 
 sm = snakemake  # noqa: F821
 
@@ -10,7 +10,7 @@ sm = snakemake  # noqa: F821
 def body(log):
     row = blk.solo5_row(Path(sm.input.tender), Path(sm.input.guest), sm.wildcards.arch, int(sm.wildcards.rep),
                         sm.params.reads, sm.params.block_size, sm.params.timeout_s, sm.params.mem_mb,
-                        sm.params.provider, log)
+                        sm.params.provider, log, cpu=conditions.measure_cpu(sm.params.measure_cpu))
     results.write_row(Path(sm.output.row), row)
     log.write(f"row: {row}\n")
 

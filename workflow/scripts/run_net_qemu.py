@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from unikio import guest, initramfs, job, net
+from unikio import conditions, guest, initramfs, job, net
 
 sm = snakemake  # noqa: F821
 
@@ -14,7 +14,8 @@ def body(log):
     rows = net.linux_rows(Path(sm.input.qemu) / guest.QEMU_BINARY[arch], initramfs.kernel_image(Path(sm.input.kernel)),
                           Path(sm.input.initramfs), Path(sm.input.icmp_bench), arch, accel, list(sm.params.sizes),
                           sm.params.reps, sm.params.packets, sm.params.max_loss_pct, sm.params.memory_mb,
-                          sm.params.timeout_s, Path(sm.output.rows).with_name("console.log"), log)
+                          sm.params.timeout_s, Path(sm.output.rows).with_name("console.log"), log,
+                          cpu=conditions.measure_cpu(sm.params.measure_cpu))
     Path(sm.output.rows).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
 
 

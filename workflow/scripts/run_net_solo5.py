@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from unikio import job, net
+from unikio import conditions, job, net
 
 sm = snakemake  # noqa: F821
 
@@ -12,7 +12,8 @@ def body(log):
     p = sm.params
     rows = net.solo5_rows(Path(sm.input.tender), Path(sm.input.guest), Path(sm.input.icmp_bench), sm.wildcards.arch,
                           p.provider, p.mem_mb, list(p.sizes), p.reps, p.packets, p.max_loss_pct,
-                          Path(sm.output.rows).with_name("console.log"), log)
+                          Path(sm.output.rows).with_name("console.log"), log,
+                          cpu=conditions.measure_cpu(p.measure_cpu))
     Path(sm.output.rows).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
 
 

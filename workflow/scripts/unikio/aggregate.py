@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from . import hostinfo
+from . import conditions, hostinfo, stats
 from .results import BLK_COLUMNS, NET_COLUMNS
 
 if TYPE_CHECKING:
+    from matplotlib.artist import Artist
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -19,11 +21,16 @@ STUDY_READS = 100_000  # reads per run in the original study
 STUDY_BLOCK_SIZE = 512
 NS_PER_MS = 1e6
 COLUMNS = {"blk": BLK_COLUMNS, "net": NET_COLUMNS}
-BLK_TABLE_COLUMNS = ["platform", "accel", "kvm_impl", "testbed", "runs", "reads", "block_size", "total_ms",
-                     "total_sd", "pread_ms", "pread_sd", "guest_monitor_ms", "guest_monitor_sd", "cv_total",
-                     "us_per_read", "note", "pipeline_version"]
-NET_TABLE_COLUMNS = ["platform", "accel", "kvm_impl", "testbed", "data_bytes", "runs", "packets", "pps", "pps_sd",
-                     "avg_rtt_us", "lost_pct", "note", "pipeline_version"]
+# Per metric: mean, sd, median and the 95% CI of the mean (unikio.stats); cv for the headline metric.
+BLK_TABLE_COLUMNS = ["platform", "accel", "kvm_impl", "testbed", "runs", "reads", "block_size",
+                     "total_ms", "total_sd", "cv_total", "total_median", "total_ci_low", "total_ci_high",
+                     "pread_ms", "pread_sd", "pread_median", "pread_ci_low", "pread_ci_high",
+                     "guest_monitor_ms", "guest_monitor_sd", "guest_monitor_median", "guest_monitor_ci_low",
+                     "guest_monitor_ci_high", "us_per_read", "load_before_max", "note", "pipeline_version"]
+NET_TABLE_COLUMNS = ["platform", "accel", "kvm_impl", "testbed", "data_bytes", "runs", "packets",
+                     "pps", "pps_sd", "pps_cv", "pps_median", "pps_ci_low", "pps_ci_high",
+                     "avg_rtt_us", "p50_rtt_us", "p90_rtt_us", "p99_rtt_us", "lost_pct", "load_before_max", "note",
+                     "pipeline_version"]
 OVERHEAD_TABLE_COLUMNS = ["platform", "accel", "kvm_impl", "testbed", "runs", "total_ns_per_read",
                           "pread_ns_per_read", "overhead_ns_per_read", "exit_floor_ns", "overhead_over_floor", "note",
                           "pipeline_version"]
@@ -33,6 +40,11 @@ GROUP_KEYS = ["provider", "accel", "kvm_impl", "testbed"]
 # Counts stay integers in the written tables even where a not-measured row leaves them empty.
 _INT_COLUMNS = ("runs", "reads", "block_size", "data_bytes", "packets")
 NAN = float("nan")
+# Fixed per platform, so a platform looks the same in our panels and the study's.
+PLATFORM_COLOURS = {"host": "#8c8c8c", "solo5-hvt": "#4c72b0", "qemu-linux": "#dd8452", "qemu-linux-smp": "#dd8452",
+                    "qemu-linux-1core": "#c44e52", "mirage-solo5": "#55a868", "lwip-solo5": "#8172b3",
+                    "solo5-spt": "#64b5cd"}
+_SPARE_COLOURS = ("#937860", "#da8bc3", "#ccb974", "#2f4f4f")
 
 
 def collect_rows(paths: list[Path], columns: list[str] = BLK_COLUMNS) -> pd.DataFrame:
@@ -74,6 +86,27 @@ def marker(accel: object, testbed: object, kvm_impl: object) -> str:
     return f"[{accel}, emulated]" if why == "emulated" else f"[{kvm_impl}]"
 
 
+@dataclass(frozen=True)
+class Busy:
+    """When a row counts as measured on a busy machine: conditions.busy_load_per_core and the cores measured on."""
+
+    load_per_core: float
+    cores: int
+
+    def columns(self, g: pd.DataFrame, note_so_far: str) -> dict[str, object]:
+        """load_before_max and the note, with the busy mark added where it applies.
+
+        Only the load before each repetition counts: the 1-minute average after
+        it holds the measurement's own threads (a TCG guest's vCPUs).
+        """
+        peak = pd.to_numeric(g["load_before"], errors="coerce").max()
+        busy = conditions.busy_note(peak, None, self.cores, self.load_per_core)
+        return {"load_before_max": peak, "note": "; ".join(n for n in (note_so_far, busy) if n)}
+
+
+NO_BUSY_FLAG = Busy(load_per_core=float("inf"), cores=1)
+
+
 def _versions(g: pd.DataFrame) -> str:
     return " ".join(sorted(set(g["pipeline_version"].fillna("").astype(str)) - {""}))
 
@@ -101,7 +134,7 @@ def _reference(ref: pd.DataFrame, host: str, platform: str, column: str, size: i
 
 
 def blk_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str,
-              platforms: list[str], skipped: dict[str, str]) -> pd.DataFrame:
+              platforms: list[str], skipped: dict[str, str], busy: Busy = NO_BUSY_FLAG) -> pd.DataFrame:
     """The study's Table 5.4–5.6 shape for one arch: mean and spread per platform.
 
     Times are in ms for the configured number of reads; `us_per_read` and the
@@ -125,20 +158,16 @@ def blk_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str,
             records.append(rec)
             continue
         for (provider, accel, kvm_impl, testbed), g in mine.groupby(GROUP_KEYS, dropna=False):
-            total_ms = g["total_ns"] / NS_PER_MS
-            pread_ms = g["pread_ns"] / NS_PER_MS
-            gm_ms = g["guest_monitor_ns"] / NS_PER_MS
             block_size = int(g["block_size"].iloc[0])
             per_read_us = (g["total_ns"] / g["reads"]).mean() / 1e3
             rec = {
                 "platform": _label(platform, provider), "accel": accel, "kvm_impl": kvm_impl, "testbed": testbed,
                 "runs": len(g), "reads": int(g["reads"].iloc[0]), "block_size": block_size,
-                "total_ms": total_ms.mean(), "total_sd": total_ms.std(ddof=1),
-                "pread_ms": pread_ms.mean(), "pread_sd": pread_ms.std(ddof=1),
-                "guest_monitor_ms": gm_ms.mean(), "guest_monitor_sd": gm_ms.std(ddof=1),
-                "cv_total": total_ms.std(ddof=1) / total_ms.mean() if len(g) > 1 else NAN,
+                **_described("total", g["total_ns"] / NS_PER_MS, "ms", cv="cv_total"),
+                **_described("pread", g["pread_ns"] / NS_PER_MS, "ms"),
+                **_described("guest_monitor", g["guest_monitor_ns"] / NS_PER_MS, "ms"),
                 "us_per_read": per_read_us,
-                "note": note(accel, testbed, kvm_impl), "pipeline_version": _versions(g),
+                **busy.columns(g, note(accel, testbed, kvm_impl)), "pipeline_version": _versions(g),
             }
             comparable = block_size == STUDY_BLOCK_SIZE and not not_performance_why(accel, testbed, kvm_impl)
             for host in ref_hosts:
@@ -147,6 +176,17 @@ def blk_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str,
                 rec[f"ratio_{host}"] = per_read_us / (orig_ms * 1e3 / STUDY_READS) if comparable else NAN
             records.append(rec)
     return _ordered(pd.DataFrame.from_records(records), BLK_TABLE_COLUMNS)
+
+
+def _described(metric: str, values: pd.Series, mean_suffix: str = "", cv: str = "") -> dict[str, float]:
+    """The table columns of one metric over repetitions: mean (metric_<mean_suffix>), sd, median, CI, cv."""
+    summary = stats.summary(values.to_numpy(dtype=float))
+    out = {f"{metric}_{mean_suffix}" if mean_suffix else metric: summary["mean"], f"{metric}_sd": summary["sd"],
+           f"{metric}_median": summary["median"], f"{metric}_ci_low": summary["ci_low"],
+           f"{metric}_ci_high": summary["ci_high"]}
+    if cv:
+        out[cv] = summary["cv"]
+    return out
 
 
 def _ordered(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -212,35 +252,67 @@ def _blk_title(table: pd.DataFrame, arch: str) -> str:
     return f"Block reads ({arch}): time per O_DIRECT read, block sizes differ ({sizes}; {study})"
 
 
+def _base_platform(label: str) -> str:
+    """'solo5-hvt (builtin)\n[kvm_pvm]' -> 'solo5-hvt'."""
+    return label.split("\n")[0].split(" ")[0]
+
+
+def platform_colour(label: str) -> str:
+    """One colour per platform in every panel of every figure (a provider suffix or mark keeps it)."""
+    base = _base_platform(label)
+    return PLATFORM_COLOURS.get(base, _SPARE_COLOURS[sum(map(ord, base)) % len(_SPARE_COLOURS)])
+
+
+def _error_bars(ax: Axes, x: list[float], mean: pd.Series, low: pd.Series, high: pd.Series) -> None:
+    """95% CI whiskers on our bars; rows without a CI (one repetition) get none."""
+    below = (mean - low).to_numpy(dtype=float)
+    above = (high - mean).to_numpy(dtype=float)
+    ax.errorbar(x, mean.to_numpy(dtype=float), yerr=[below, above], fmt="none", ecolor="black", elinewidth=1,
+                capsize=3)
+
+
 def blk_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Path) -> Figure:
-    """Stacked bars (pread vs guest+monitor, µs per read): ours beside the study's; writes PNG and PDF."""
+    """Stacked bars (pread light, guest + monitor dark, µs per read) in each platform's colour, with the 95% CI
+    of our total; ours beside the study's; writes PNG and PDF."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     table, ref, ref_hosts, panels, fig, axes = _figure(table, reference, arch, "us_per_read", 3.8)
+
+    def stacked(ax: Axes, labels: list[str], pread: pd.Series, rest: pd.Series, hatch: list[str]) -> list[int]:
+        x = list(range(len(labels)))
+        colours = [platform_colour(label) for label in labels]
+        ax.bar(x, pread, color=colours, alpha=0.45, hatch=hatch, edgecolor="black", linewidth=0.5)
+        ax.bar(x, rest, bottom=pread, color=colours, hatch=hatch, edgecolor="black", linewidth=0.5)
+        ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
+        return x
+
+    any_marked = False
     for ax, (title, rows) in zip(axes, panels, strict=False):
         if rows.empty:
             ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
         else:
             per_read = rows["us_per_read"] / rows["total_ms"]
-            pread, rest = rows["pread_ms"] * per_read, rows["guest_monitor_ms"] * per_read
             marks = [marker(a, t, k) for a, t, k in zip(rows["accel"], rows["testbed"], rows["kvm_impl"], strict=True)]
             labels = [p + (f"\n{m}" if m else "") for p, m in zip(rows["platform"], marks, strict=True)]
-            hatch = ["//" if m else "" for m in marks]
-            x = list(range(len(rows)))
-            ax.bar(x, pread, label="pread syscall", color="#4c72b0", hatch=hatch)
-            ax.bar(x, rest, bottom=pread, label="guest + monitor", color="#dd8452", hatch=hatch)
-            ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
-            ax.legend(fontsize=8)
+            any_marked |= any(marks)
+            x = stacked(ax, labels, rows["pread_ms"] * per_read, rows["guest_monitor_ms"] * per_read,
+                        ["//" if m else "" for m in marks])
+            _error_bars(ax, x, rows["us_per_read"], rows["total_ci_low"] * per_read,
+                        rows["total_ci_high"] * per_read)
         ax.set_title(title, fontsize=9)
     axes[0].set_ylabel("µs per read")
     for ax, host in zip(axes[len(panels):], ref_hosts, strict=True):
         rows = ref[ref["host"] == host]
-        x = list(range(len(rows)))
-        pread = rows["pread_syscall_ms"] * 1e3 / STUDY_READS
-        rest = rows["guest_plus_monitor_ms"].fillna(0) * 1e3 / STUDY_READS
-        ax.bar(x, pread, color="#4c72b0")
-        ax.bar(x, rest, bottom=pread, color="#dd8452")
-        ax.set_xticks(x, list(rows["platform"]), rotation=20, ha="right", fontsize=8)
+        stacked(ax, list(rows["platform"]), rows["pread_syscall_ms"] * 1e3 / STUDY_READS,
+                rows["guest_plus_monitor_ms"].fillna(0) * 1e3 / STUDY_READS, [""] * len(rows))
         ax.set_title(f"original study: {host}", fontsize=9)
-    _finish(fig, table, _blk_title(table, arch), stem)
+    legend = [Patch(facecolor="grey", alpha=0.45, label="pread syscall (light)"),
+              Patch(facecolor="grey", label="guest + monitor (dark)"),
+              Line2D([], [], color="black", marker="_", markersize=8, linewidth=0, label="95% CI of our total")]
+    if any_marked:
+        legend.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="not a performance result"))
+    _finish(fig, table, _blk_title(table, arch), stem, legend)
     return fig
 
 
@@ -276,7 +348,7 @@ def _net_reference(ref: pd.DataFrame, ref_hosts: list[str], platform: str, size:
 
 
 def net_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str, platforms: list[str],
-              skipped: dict[str, str]) -> pd.DataFrame:
+              skipped: dict[str, str], busy: Busy = NO_BUSY_FLAG) -> pd.DataFrame:
     """The study's Table 5.1-5.3 shape for one arch: mean pps (with spread) per platform and size.
 
     `packets` is per run; `lost_pct` is lost over sent, both summed over the runs.
@@ -298,32 +370,44 @@ def net_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str, platforms:
             pps = g["pps"].mean()
             rec = {"platform": _label(platform, provider), "accel": accel, "kvm_impl": kvm_impl, "testbed": testbed,
                    "data_bytes": int(size), "runs": len(g), "packets": int(g["packets"].iloc[0]),
-                   "pps": pps, "pps_sd": g["pps"].std(ddof=1), "avg_rtt_us": g["avg_rtt_ns"].mean() / 1e3,
+                   **_described("pps", g["pps"], cv="pps_cv"), "avg_rtt_us": g["avg_rtt_ns"].mean() / 1e3,
+                   # Each run's percentile, averaged over runs (icmp_bench keeps no samples to pool).
+                   **{f"p{q}_rtt_us": g[f"p{q}_rtt_ns"].mean() / 1e3 for q in (50, 90, 99)},
                    "lost_pct": 100 * g["lost"].sum() / g["packets"].sum(),
-                   "note": note(accel, testbed, kvm_impl), "pipeline_version": _versions(g)}
+                   **busy.columns(g, note(accel, testbed, kvm_impl)), "pipeline_version": _versions(g)}
             ratio_pps = NAN if not_performance_why(accel, testbed, kvm_impl) else pps
             records.append(rec | _net_reference(ref, ref_hosts, platform, int(size), ratio_pps))
     return _ordered(pd.DataFrame.from_records(records), NET_TABLE_COLUMNS)
 
 
 def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Path) -> Figure:
-    """Grouped bars (pps per data size, one bar per platform): ours beside the study's; writes PNG and PDF."""
+    """Grouped bars (pps per data size, one bar per platform in its colour, 95% CI on ours): ours beside the
+    study's; writes PNG and PDF."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     table, ref, ref_hosts, panels, fig, axes = _figure(table, reference, arch, "pps", 4.2)
+    seen: dict[str, Patch] = {}
 
     def grouped(ax: Axes, frame: pd.DataFrame, label_col: str, size_col: str, value_col: str,
-                hatched: frozenset[str] = frozenset()) -> None:
+                hatched: frozenset[str] = frozenset(), ci: tuple[str, str] | None = None) -> None:
         labels = list(dict.fromkeys(frame[label_col]))
         sizes = sorted({int(s) for s in frame[size_col]})
         width = 0.8 / max(1, len(labels))
         for i, label in enumerate(labels):
-            part = frame[frame[label_col] == label].set_index(size_col)
-            values = [part[value_col].get(s, NAN) for s in sizes]
-            ax.bar([x + i * width for x in range(len(sizes))], values, width, label=label,
-                   hatch="//" if label in hatched else "")
+            part = frame[frame[label_col] == label].set_index(size_col).reindex(sizes)
+            x = [s + i * width for s in range(len(sizes))]
+            hatch = "//" if label in hatched else ""
+            ax.bar(x, part[value_col], width, label=label, color=platform_colour(label), hatch=hatch,
+                   edgecolor="black", linewidth=0.5)
+            platform = _base_platform(label)
+            seen.setdefault(platform, Patch(facecolor=platform_colour(platform), label=platform))
+            if ci:
+                _error_bars(ax, x, part[value_col], part[ci[0]], part[ci[1]])
         ax.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(sizes))], [str(s) for s in sizes])
         ax.set_xlabel("ICMP data bytes")
-        ax.legend(fontsize=7)
 
+    any_marked = False
     for ax, (title, rows) in zip(axes, panels, strict=False):
         if rows.empty:
             ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
@@ -331,26 +415,35 @@ def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Pa
             marks = [marker(a, t, k) for a, t, k in zip(rows["accel"], rows["testbed"], rows["kvm_impl"], strict=True)]
             labels = [p + (f" {m}" if m else "") for p, m in zip(rows["platform"], marks, strict=True)]
             hatched = frozenset(label for label, m in zip(labels, marks, strict=True) if m)
-            grouped(ax, rows.assign(label=labels), "label", "data_bytes", "pps", hatched)
+            any_marked |= bool(hatched)
+            grouped(ax, rows.assign(label=labels), "label", "data_bytes", "pps", hatched,
+                    ci=("pps_ci_low", "pps_ci_high"))
         ax.set_title(title, fontsize=9)
     axes[0].set_ylabel("packets per second")
     for ax, host in zip(axes[len(panels):], ref_hosts, strict=True):
         grouped(ax, ref[ref["host"] == host], "platform", "icmp_data_bytes", "packets_per_second")
         ax.set_title(f"original study: {host}", fontsize=9)
-    _finish(fig, table, f"ICMP echo round trips ({arch})", stem)
+    legend: list[Artist] = list(seen.values())
+    legend.append(Line2D([], [], color="black", marker="_", markersize=8, linewidth=0, label="95% CI (ours)"))
+    if any_marked:
+        legend.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="not a performance result"))
+    _finish(fig, table, f"ICMP echo round trips ({arch})", stem, legend)
     return fig
 
 
-def _finish(fig: Figure, table: pd.DataFrame, title: str, stem: Path) -> None:
-    """Footnote the platforms that could not run (once each, with why), title, write PNG and PDF."""
+def _finish(fig: Figure, table: pd.DataFrame, title: str, stem: Path, legend: list[Artist]) -> None:
+    """One legend below the panels (never over a bar), a footnote naming the platforms that could not run
+    (once each, with why), the title; writes PNG and PDF."""
     notes = table["note"].fillna("").astype(str)
     skipped = table[notes.str.startswith("not measured")]
     if len(skipped):
         why = dict.fromkeys(f"{p} ({n.removeprefix('not measured: ')})"
                             for p, n in zip(skipped["platform"], skipped["note"], strict=True))
         fig.text(0.01, 0.01, "not measured: " + "; ".join(why), fontsize=7)
+    fig.legend(handles=legend, loc="lower center", bbox_to_anchor=(0.5, 0.045), ncol=min(len(legend), 6),
+               fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
     for ext in (".png", ".pdf"):
         fig.savefig(stem.with_suffix(ext), dpi=120)
 

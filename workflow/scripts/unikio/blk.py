@@ -13,20 +13,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from . import guest, hostinfo, loopdev, procs, results, solo5
+from . import conditions, guest, hostinfo, loopdev, procs, results, solo5
 from .errors import PipelineError
 
 
 def run_on_loop(argv_for: Callable[[str], tuple[list[str], dict[str, str]]], reads: int, block_size: int,
-                timeout_s: float, log: IO[str]) -> str:
-    """Run argv_for(/dev/loopN) = (argv, extra env) on a fresh loop device; its stdout, or a one-line error."""
+                timeout_s: float, log: IO[str], cpu: int | None = None) -> tuple[str, dict[str, Any]]:
+    """Run argv_for(/dev/loopN) = (argv, extra env) on a fresh loop device, on CPU cpu (any CPU for None).
+
+    Returns its stdout and the conditions around it (load and runnable tasks
+    just before and after the program), or raises a one-line error.
+    """
     with loopdev.tmpfs_loop(loopdev.disk_bytes(reads, block_size)) as dev:
         argv, env = argv_for(dev)
         name = Path(argv[0]).name
+        argv = conditions.pinned(argv, cpu)
         log.write(f"$ {procs.command_line(argv, env)}\n")
         log.flush()
         try:
-            proc = procs.run(argv, timeout_s=timeout_s, env=env)
+            with conditions.around() as cond:
+                proc = procs.run(argv, timeout_s=timeout_s, env=env)
         except subprocess.TimeoutExpired:
             raise PipelineError(
                 f"{name} on {dev} ran longer than blk.timeout_s={timeout_s:g} s; raise it or lower blk.reads"
@@ -34,7 +40,8 @@ def run_on_loop(argv_for: Callable[[str], tuple[list[str], dict[str, str]]], rea
         log.write(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         raise PipelineError(f"{name} failed: {procs.exit_reason(proc.returncode, proc.stderr)}")
-    return proc.stdout
+    log.write(f"conditions: {cond.values}\n")
+    return proc.stdout, cond.values
 
 
 def read_stats(stats: Path, monitor: str, log: IO[str]) -> dict[str, int]:
@@ -48,37 +55,42 @@ def read_stats(stats: Path, monitor: str, log: IO[str]) -> dict[str, int]:
 
 
 def host_row(bench: Path, arch: str, rep: int, reads: int, block_size: int, timeout_s: float,
-             log: IO[str]) -> dict[str, Any]:
-    out = run_on_loop(lambda dev: ([str(bench), dev, str(reads), str(block_size)], {}),
-                      reads, block_size, timeout_s, log)
+             log: IO[str], cpu: int | None = None) -> dict[str, Any]:
+    """blk_bench on the loop device, pinned to cpu (measure.cpu)."""
+    out, cond = run_on_loop(lambda dev: ([str(bench), dev, str(reads), str(block_size)], {}),
+                            reads, block_size, timeout_s, log, cpu)
     result = results.parse_blk_result(out)
     # The whole timed loop is pread calls: the study's host row shows total = pread.
     pread = {"pread_calls": result["reads"], "pread_ns": result["total_ns"]}
-    return results.blk_row(arch=arch, platform="host", accel="none", testbed="native", rep=rep,
-                           host=hostinfo.cpu_model(), result=result, pread=pread)
+    row = results.blk_row(arch=arch, platform="host", accel="none", testbed="native", rep=rep,
+                          host=hostinfo.cpu_model(), result=result, pread=pread, conditions=cond)
+    return {**row, "pinned_cpu": cpu}
 
 
 def solo5_row(tender: Path, guest: Path, arch: str, rep: int, reads: int, block_size: int,
-              timeout_s: float, mem_mb: int, provider: str, log: IO[str]) -> dict[str, Any]:
-    """blk_bench as a unikernel; the tender opens the device with O_DIRECT, as the study's patch did."""
+              timeout_s: float, mem_mb: int, provider: str, log: IO[str], cpu: int | None = None) -> dict[str, Any]:
+    """blk_bench as a unikernel, the tender pinned to cpu; it opens the device with O_DIRECT, as the study's
+    patch did."""
     with tempfile.TemporaryDirectory(prefix="unikio-stats-") as tmp:
         stats = Path(tmp) / "pread.stats"
-        out = run_on_loop(
+        out, cond = run_on_loop(
             lambda dev: solo5.tender_command(provider, tender, guest, mem_mb, block=dev, args=[f"reads={reads}"],
                                              stats=stats, block_size=block_size),
-            reads, block_size, timeout_s, log)
+            reads, block_size, timeout_s, log, cpu)
         pread = read_stats(stats, f"the {provider} tender", log)
     result = results.parse_blk_result(out)
     if result["block_size"] != block_size:
         raise PipelineError(f"the unikernel read {result['block_size']}-byte blocks, config asks "
                             f"blk.block_size={block_size}")
-    return results.blk_row(arch=arch, platform="solo5-hvt", provider=provider, accel="kvm",
-                           testbed="native", rep=rep, host=hostinfo.cpu_model(), result=result, pread=pread)
+    row = results.blk_row(arch=arch, platform="solo5-hvt", provider=provider, accel="kvm", testbed="native",
+                          rep=rep, host=hostinfo.cpu_model(), result=result, pread=pread, conditions=cond)
+    return {**row, "pinned_cpu": cpu}
 
 
-def exit_floor(floor_bin: Path, exits: int, timeout_s: float, log: IO[str]) -> dict[str, Any]:
-    """The cost of the smallest KVM exit round trip on this machine."""
-    argv = [str(floor_bin), str(exits)]
+def exit_floor(floor_bin: Path, exits: int, timeout_s: float, log: IO[str], cpu: int | None = None
+               ) -> dict[str, Any]:
+    """The cost of the smallest KVM exit round trip on this machine, on the tender's CPU (measure.cpu)."""
+    argv = conditions.pinned([str(floor_bin), str(exits)], cpu)
     log.write(f"$ {procs.command_line(argv)}\n")
     try:
         proc = procs.run(argv, timeout_s=timeout_s)
@@ -92,20 +104,27 @@ def exit_floor(floor_bin: Path, exits: int, timeout_s: float, log: IO[str]) -> d
 
 def qemu_linux_row(qemu: Path, kernel: Path, initrd: Path, arch: str, platform: str, accel: str, rep: int,
                    reads: int, block_size: int, memory_mb: int, timeout_s: float, console_log: Path,
-                   log: IO[str]) -> dict[str, Any]:
-    """blk_bench inside the Linux guest on /dev/vda; pread totals from the patched QEMU."""
+                   log: IO[str], cpu: int = 0) -> dict[str, Any]:
+    """blk_bench inside the Linux guest on /dev/vda; pread totals from the patched QEMU.
+
+    qemu-linux-1core runs the whole QEMU on cpu (measure.cpu); qemu-linux-smp runs free.
+    """
     job = {"bench": "blk", "dev": "/dev/vda", "reads": reads, "bs": block_size}
     with tempfile.TemporaryDirectory(prefix="unikio-stats-") as tmp:
         stats = Path(tmp) / "pread.stats"
         with loopdev.tmpfs_loop(loopdev.disk_bytes(reads, block_size)) as dev:
             cmd = guest.linux_guest_command(arch=arch, platform=platform, accel=accel, qemu=qemu, kernel=kernel,
                                             initrd=initrd, job=job, memory_mb=memory_mb, cores=os.cpu_count() or 1,
-                                            drive=dev)
+                                            drive=dev, one_core_cpu=cpu)
             log.write(f"$ {procs.command_line(cmd, {'PREAD_STATS_FILE': str(stats)})}\n")
             log.flush()
-            res = guest.run_guest(cmd, console_log, timeout_s, env={"PREAD_STATS_FILE": str(stats)})
+            # The guest's boot is inside: block rows boot once per repetition, and QEMU reports at exit.
+            with conditions.around() as cond:
+                res = guest.run_guest(cmd, console_log, timeout_s, env={"PREAD_STATS_FILE": str(stats)})
         log.write(f"boot to benchmark: {res.boot_s:.2f} s, whole run: {res.total_s:.2f} s\n")
+        log.write(f"conditions: {cond.values}\n")
         pread = read_stats(stats, qemu.name, log)
     result = results.parse_blk_result("\n".join(res.lines))
-    return results.blk_row(arch=arch, platform=platform, accel=accel, testbed="native", rep=rep,
-                           host=hostinfo.cpu_model(), result=result, pread=pread)
+    row = results.blk_row(arch=arch, platform=platform, accel=accel, testbed="native", rep=rep,
+                          host=hostinfo.cpu_model(), result=result, pread=pread, conditions=cond.values)
+    return {**row, "pinned_cpu": cpu if platform == "qemu-linux-1core" else None}

@@ -202,12 +202,14 @@ def qemu_command(
 def linux_guest_command(*, arch: str, platform: str, accel: str, qemu: Path | str, kernel: Path | str,
                         initrd: Path | str, job: Mapping[str, object], memory_mb: int, cores: int,
                         drive: Path | str | None = None, tap: str | None = None, vhost: bool = False,
-                        firmware_dirs: Sequence[Path | str] = DEFAULT_FIRMWARE_DIRS) -> list[str]:
+                        firmware_dirs: Sequence[Path | str] = DEFAULT_FIRMWARE_DIRS,
+                        one_core_cpu: int = 0) -> list[str]:
     """The Linux guest's QEMU argv for a platform, the same on this host and inside the testbed.
 
     The block guest gets as many vCPUs as the machine running QEMU has cores
     (the study's smp row); ``qemu-linux-1core`` runs that same guest with the
-    whole QEMU process pinned to CPU 0. The network guest (``qemu-linux``) gets
+    whole QEMU process pinned to one CPU, ``one_core_cpu`` (on this host
+    measure.cpu, in the testbed its CPU 0). The network guest (``qemu-linux``) gets
     one vCPU: answering pings needs no more, and on a small host a second one
     competes with icmp_bench for the cores (here, 2 cores under TCG: 1,600 to
     5,900 pps with 2 vCPUs, against about 11,000 with one).
@@ -218,7 +220,7 @@ def linux_guest_command(*, arch: str, platform: str, accel: str, qemu: Path | st
                         append=kernel_append(arch, job), memory_mb=memory_mb,
                         smp=1 if platform == "qemu-linux" else cores, drive=drive, tap=tap,
                         vhost=vhost, firmware_dirs=firmware_dirs,
-                        pin_cpu=0 if platform == "qemu-linux-1core" else None)
+                        pin_cpu=one_core_cpu if platform == "qemu-linux-1core" else None)
 
 
 # ------------------------------------------------------------------ runner

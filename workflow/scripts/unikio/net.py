@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from . import guest, hostinfo, netns, procs, results, solo5
+from . import conditions, guest, hostinfo, netns, procs, results, solo5
 from .errors import PipelineError
 
 HOST_CIDR = "10.0.0.1/24"
@@ -29,6 +29,7 @@ def row(*, arch: str, platform: str, provider: str, accel: str, rep: int, result
         "avg_rtt_ns": result["avg_ns"], "min_rtt_ns": result["min_ns"], "max_rtt_ns": result["max_ns"],
         "pps": result["pps"], "lost": result["lost"], "host": hostinfo.cpu_model(),
         **results.row_context(accel, kvm_impl),
+        "p50_rtt_ns": result["p50_ns"], "p90_rtt_ns": result["p90_ns"], "p99_rtt_ns": result["p99_ns"],
     }
 
 
@@ -42,23 +43,27 @@ def icmp_timeout_s(packets: int) -> float:
 
 def ping_all(ns: netns.NetNs, icmp_bench: Path, sizes: list[int], reps: int, packets: int, max_loss_pct: float,
              log: IO[str], make_row: Callable[[int, dict[str, Any]], dict[str, Any]],
-             guest_gone: Callable[[], str | None] = lambda: None) -> list[dict[str, Any]]:
-    """icmp_bench inside the namespace for every size and repetition.
+             guest_gone: Callable[[], str | None] = lambda: None, cpu: int | None = None) -> list[dict[str, Any]]:
+    """icmp_bench inside the namespace for every size and repetition, pinned to cpu (measure.cpu).
 
+    Repetition 1 of every size, then repetition 2 of every size, and so on, so
+    a slow drift of the machine during the job does not land on one size.
     ``guest_gone`` says why the answering side has stopped (or None while it
     runs): icmp_bench is stopped as soon as it does, and the guest's end is
-    reported rather than lost packets.
+    reported rather than lost packets. Each row gets the conditions around
+    its own icmp_bench run and the CPU it ran on.
     """
     rows = []
-    for size in sizes:
-        for rep in range(1, reps + 1):
-            argv = [*ns.exec_prefix(), str(icmp_bench), "--ifname", ns.tap, "--src-ip", HOST_CIDR.split("/")[0],
-                    "--dst-ip", GUEST_IP, "--size", str(size), "--count", str(packets),
-                    "--max-loss-pct", str(max_loss_pct)]
+    for rep in range(1, reps + 1):
+        for size in sizes:
+            argv = [*ns.exec_prefix(), *conditions.pinned(
+                [str(icmp_bench), "--ifname", ns.tap, "--src-ip", HOST_CIDR.split("/")[0], "--dst-ip", GUEST_IP,
+                 "--size", str(size), "--count", str(packets), "--max-loss-pct", str(max_loss_pct)], cpu)]
             log.write(f"$ {procs.command_line(argv)}\n")
             log.flush()
             try:
-                proc = procs.run(argv, timeout_s=icmp_timeout_s(packets), watch=guest_gone)
+                with conditions.around() as cond:
+                    proc = procs.run(argv, timeout_s=icmp_timeout_s(packets), watch=guest_gone)
             except subprocess.TimeoutExpired:
                 raise PipelineError(f"icmp_bench ran longer than {icmp_timeout_s(packets):g} s at size {size}, "
                                     f"repetition {rep}" + _because(guest_gone())) from None
@@ -74,7 +79,8 @@ def ping_all(ns: netns.NetNs, icmp_bench: Path, sizes: list[int], reps: int, pac
             if proc.returncode == ICMP_TOO_MANY_LOST:
                 raise PipelineError(f"icmp_bench lost {result['lost']} of {packets} packets at size {size}, "
                                     f"more than net.max_loss_pct={max_loss_pct}" + _because(guest_gone()))
-            rows.append(make_row(rep, result))
+            log.write(f"conditions: {cond.values}\n")
+            rows.append({**make_row(rep, result), **cond.values, "pinned_cpu": cpu})
     return rows
 
 
@@ -84,8 +90,12 @@ def _because(gone: str | None) -> str:
 
 def solo5_rows(tender: Path, ping_serve: Path, icmp_bench: Path, arch: str, provider: str, mem_mb: int,
                sizes: list[int], reps: int, packets: int, max_loss_pct: float, console_log: Path,
-               log: IO[str]) -> list[dict[str, Any]]:
-    """ping_serve on the tender, answering on the namespace's tap."""
+               log: IO[str], cpu: int | None = None) -> list[dict[str, Any]]:
+    """ping_serve on the tender, answering on the namespace's tap; icmp_bench on cpu.
+
+    The tender runs free here, as QEMU does for the Linux guest: pinned beside
+    icmp_bench, every round trip would need a context switch on that one CPU.
+    """
     with netns.tap_namespace("unikio-net", HOST_CIDR) as ns, open(console_log, "w", encoding="utf-8") as console:
         argv, env = solo5.tender_command(provider, tender, ping_serve, mem_mb, net=ns.tap, args=[f"ip={GUEST_IP}"])
         argv = [*ns.exec_prefix(), *argv]
@@ -104,7 +114,7 @@ def solo5_rows(tender: Path, ping_serve: Path, icmp_bench: Path, arch: str, prov
         try:
             rows = ping_all(ns, icmp_bench, sizes, reps, packets, max_loss_pct, log,
                             lambda rep, res: row(arch=arch, platform="solo5-hvt", provider=provider, accel="kvm",
-                                                 rep=rep, result=res), guest_gone=gone)
+                                                 rep=rep, result=res), guest_gone=gone, cpu=cpu)
             ended = gone()
             if ended:
                 raise PipelineError(f"the measurement ended, but {ended}")
@@ -116,8 +126,8 @@ def solo5_rows(tender: Path, ping_serve: Path, icmp_bench: Path, arch: str, prov
 
 def linux_rows(qemu: Path, kernel: Path, initrd: Path, icmp_bench: Path, arch: str, accel: str, sizes: list[int],
                reps: int, packets: int, max_loss_pct: float, memory_mb: int, timeout_s: float, console_log: Path,
-               log: IO[str]) -> list[dict[str, Any]]:
-    """The Linux guest's kernel answering on virtio-net (vhost when the host has it)."""
+               log: IO[str], cpu: int | None = None) -> list[dict[str, Any]]:
+    """The Linux guest's kernel answering on virtio-net (vhost when the host has it); icmp_bench on cpu."""
     vhost = os.path.exists("/dev/vhost-net")
     log.write(f"vhost-net: {'on' if vhost else 'off (no /dev/vhost-net)'}\n")
     rows: list[dict[str, Any]] = []
@@ -133,7 +143,7 @@ def linux_rows(qemu: Path, kernel: Path, initrd: Path, icmp_bench: Path, arch: s
             try:
                 rows.extend(ping_all(ns, icmp_bench, sizes, reps, packets, max_loss_pct, log,
                                      lambda rep, res: row(arch=arch, platform="qemu-linux", provider="",
-                                                          accel=accel, rep=rep, result=res), guest_gone))
+                                                          accel=accel, rep=rep, result=res), guest_gone, cpu))
             finally:
                 send("quit")
 

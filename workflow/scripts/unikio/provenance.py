@@ -10,8 +10,29 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import hostinfo, version
+from . import conditions, hostinfo, version
 from .matrix import Combination
+
+# How measurement jobs are ordered (common.smk, MEASUREMENT ORDER; README, "Repetition order").
+REPETITION_ORDER = ("blk: interleaved, repetition 1 of every platform, then repetition 2, and so on (one job per "
+                    "repetition, ordered by Snakemake priority after every build and the KVM probe); net and "
+                    "testbed rows: one job per platform (platforms not interleaved), every repetition and data "
+                    "size in one guest boot, network runs repetition 1 of every size, then repetition 2, ...; "
+                    "after the native block rows")
+# Which processes measure.cpu pins (conditions.pinned); everything else runs free.
+PINNED = ["blk_bench (host)", "tender (solo5-hvt block)", "kvm_exit_floor", "icmp_bench (network, both platforms)",
+          "the whole QEMU of qemu-linux-1core"]
+
+
+def method(config: dict[str, Any]) -> dict[str, Any]:
+    """How this run measured: repetition order, the CPU the measurement processes ran on, the busy threshold."""
+    return {
+        "repetition_order": REPETITION_ORDER,
+        "measure_cpu": config["measure"]["cpu"],
+        "pinned_cpu": conditions.measure_cpu(config["measure"]["cpu"]),
+        "pinned": PINNED,
+        "busy_load_per_core": config["conditions"]["busy_load_per_core"],
+    }
 
 
 def collect(config: dict[str, Any], locks: list[Path], qemu_binaries: list[Path],
@@ -31,7 +52,10 @@ def collect(config: dict[str, Any], locks: list[Path], qemu_binaries: list[Path]
             # kvm_pvm emulates guest kernel code: its kvm rows are not hardware-virtualization results.
             "kvm_impl": hostinfo.kvm_impl(),
             "vhost_net_present": os.path.exists("/dev/vhost-net"),
+            # Governors, turbo, SMT, THP, kernel command line, isolated CPUs: read when this file is written.
+            "conditions": conditions.host_conditions(),
         },
+        "method": method(config),
         "tools": {
             "python": sys.version.split()[0],
             "snakemake": metadata.version("snakemake"),

@@ -13,20 +13,28 @@ from .errors import PipelineError
 
 # kvm_impl: which KVM ran a row under accel=kvm (hostinfo.kvm_impl), empty otherwise;
 # pipeline_version: the commit of this pipeline that measured it (version.label).
+# The conditions a repetition ran under: 1-minute load average and runnable tasks just before and after it.
+CONDITION_COLUMNS = ["load_before", "load_after", "runnable_before", "runnable_after"]
+# Round-trip percentiles of one icmp_bench run, from its own fixed log-scale histogram.
+RTT_PERCENTILE_COLUMNS = ["p50_rtt_ns", "p90_rtt_ns", "p99_rtt_ns"]
+
 BLK_COLUMNS = [
     "arch", "platform", "provider", "accel", "testbed", "block_size", "reads", "rep",
     "total_ns", "pread_ns", "pread_calls", "host", "timestamp", "kvm_impl", "pipeline_version",
+    *CONDITION_COLUMNS,
 ]
 
 NET_COLUMNS = [
     "arch", "platform", "provider", "accel", "testbed", "data_bytes", "packets", "rep", "avg_rtt_ns",
     "min_rtt_ns", "max_rtt_ns", "pps", "lost", "host", "timestamp", "kvm_impl", "pipeline_version",
+    *RTT_PERCENTILE_COLUMNS, *CONDITION_COLUMNS,
 ]
 
 RESULT_NET_RE = re.compile(
     r"RESULT net size=(?P<size>\d+) packets=(?P<packets>\d+) received=(?P<received>\d+)"
     r" lost=(?P<lost>\d+) corrupt=(?P<corrupt>\d+) ignored=(?P<ignored>\d+)"
     r" avg_ns=(?P<avg_ns>\d+) min_ns=(?P<min_ns>\d+) max_ns=(?P<max_ns>\d+) pps=(?P<pps>\d+(?:\.\d+)?)"
+    r" p50_ns=(?P<p50_ns>\d+) p90_ns=(?P<p90_ns>\d+) p99_ns=(?P<p99_ns>\d+)"
 )
 MAX_ICMP_PAYLOAD = 1472
 
@@ -62,8 +70,12 @@ def parse_pread_stats(text: str) -> dict[str, int]:
 def blk_row(
     *, arch: str, platform: str, accel: str, testbed: str, rep: int, host: str,
     result: dict[str, int], pread: dict[str, int] | None, provider: str = "", kvm_impl: str | None = None,
+    conditions: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One tidy row of blk_runs.csv (kvm_impl: see row_context)."""
+    """One tidy row of blk_runs.csv (kvm_impl: see row_context).
+
+    conditions: the CONDITION_COLUMNS of the repetition (unikio.conditions.around); empty when None.
+    """
     return {
         "arch": arch,
         "platform": platform,
@@ -78,6 +90,7 @@ def blk_row(
         "pread_calls": pread["pread_calls"] if pread else None,
         "host": host,
         **row_context(accel, kvm_impl),
+        **{c: (conditions or {}).get(c) for c in CONDITION_COLUMNS},
     }
 
 
@@ -138,12 +151,15 @@ def _check_net_result(res: dict[str, int | float], line: str) -> None:
         # A corrupted reply is never received: it is one of the lost.
         problems.append("corrupt > lost")
     if res["received"] == 0:
-        if res["avg_ns"] or res["min_ns"] or res["max_ns"] or res["pps"]:
+        if any(res[k] for k in ("avg_ns", "min_ns", "max_ns", "pps", "p50_ns", "p90_ns", "p99_ns")):
             problems.append("times without received packets")
     elif not (0 < res["min_ns"] <= res["avg_ns"] <= res["max_ns"]):
         problems.append("not min <= avg <= max")
     elif abs(res["pps"] * res["avg_ns"] / 1e9 - 1) > 0.01:
         # avg_ns is rounded down, so allow a little slack around pps = 1e9 / avg.
         problems.append("pps != 1e9 / avg_ns")
+    if res["received"] and not (res["min_ns"] <= res["p50_ns"] <= res["p90_ns"] <= res["p99_ns"] <= res["max_ns"]):
+        # icmp_bench clamps each histogram percentile to the exact min and max.
+        problems.append("not min <= p50 <= p90 <= p99 <= max")
     if problems:
         raise ValueError(f"inconsistent 'RESULT net' line ({'; '.join(problems)}): {line!r}")

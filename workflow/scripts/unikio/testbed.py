@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from . import guest, hostinfo, initramfs, loopdev, net, procs, results
+from . import conditions, guest, hostinfo, initramfs, loopdev, net, procs, results
 from .errors import PipelineError
 
 ARCH = "aarch64"
@@ -370,8 +370,9 @@ until {bench} --size 1 --count 1 --arp-retries 1 >/dev/null 2>&1; do
     waited=$((waited + 1))
     kill -0 $tpid 2>/dev/null && [ $waited -lt {ready_s} ] || break
 done
-for size in {size_words}; do
-    for rep in $(seq 1 {reps}); do
+# Repetition 1 of every size, then repetition 2, ...: drift during the boot does not land on one size.
+for rep in $(seq 1 {reps}); do
+    for size in {size_words}; do
         begin {kind} $rep $size
         rc={EXIT_TENDER_GONE}
         if kill -0 $tpid 2>/dev/null; then
@@ -526,9 +527,12 @@ def host_label() -> str:
 
 
 def blk_rows(segments: Sequence[Segment], *, kind: str, reps: int, block_size: int, console_log: Path | str,
-             kvm_impl: str, provider: str = "builtin", host: str | None = None, platform: str | None = None
-             ) -> list[dict[str, Any]]:
-    """blk_runs.csv rows of a block row kind (host-blk, tender-blk, qemu-blk), one per repetition."""
+             kvm_impl: str, provider: str = "builtin", host: str | None = None, platform: str | None = None,
+             cond: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """blk_runs.csv rows of a block row kind (host-blk, tender-blk, qemu-blk), one per repetition.
+
+    cond: the host's conditions around the boot (TestbedRun.conditions), the same for every repetition.
+    """
     if kind not in ("host-blk", "tender-blk", "qemu-blk"):
         raise ValueError(f"not a block row kind: {kind!r}")
     mine = _of_kind(segments, kind, console_log)
@@ -550,7 +554,8 @@ def blk_rows(segments: Sequence[Segment], *, kind: str, reps: int, block_size: i
         rows.append(results.blk_row(
             arch=ARCH, platform=platform or PLATFORM[kind], provider=provider if kind == "tender-blk" else "",
             accel="none" if kind == "host-blk" else "kvm", testbed=TESTBED, rep=seg.rep,
-            host=host or host_label(), result=result, pread=pread, kvm_impl="" if kind == "host-blk" else kvm_impl))
+            host=host or host_label(), result=result, pread=pread, kvm_impl="" if kind == "host-blk" else kvm_impl,
+            conditions=dict(cond or {})))
     return rows
 
 
@@ -565,9 +570,12 @@ def exit_floor_result(segments: Sequence[Segment], console_log: Path | str) -> d
 
 
 def net_rows(segments: Sequence[Segment], *, sizes: Sequence[int], reps: int, console_log: Path | str,
-             kvm_impl: str, provider: str = "builtin", host: str | None = None, kind: str = "tender-net"
-             ) -> list[dict[str, Any]]:
-    """net_runs.csv rows of a network row kind (tender-net, qemu-net), one per (size, repetition)."""
+             kvm_impl: str, provider: str = "builtin", host: str | None = None, kind: str = "tender-net",
+             cond: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """net_runs.csv rows of a network row kind (tender-net, qemu-net), one per (size, repetition).
+
+    cond: the host's conditions around the boot (TestbedRun.conditions), the same for every run.
+    """
     mine = _of_kind(segments, kind, console_log)
     _expect(len(mine), len(sizes) * reps, kind, console_log)
     rows = []
@@ -581,7 +589,7 @@ def net_rows(segments: Sequence[Segment], *, sizes: Sequence[int], reps: int, co
         row = net.row(arch=ARCH, platform=PLATFORM[kind], provider=provider if kind == "tender-net" else "",
                       accel="kvm", rep=seg.rep, result=result, testbed=TESTBED, kvm_impl=kvm_impl)
         row["host"] = host or host_label()
-        rows.append(row)
+        rows.append({**row, **{c: (cond or {}).get(c) for c in results.CONDITION_COLUMNS}})
     return rows
 
 
@@ -613,6 +621,9 @@ class TestbedRun:
     console_log: Path
     lines: list[str]
     kvm_impl: str = "kvm_arm64"  # the testbed kernel's KVM (hostinfo.arm64_kvm_mode)
+    # This host's load and runnable tasks just before the testbed started and just after it ended
+    # (results.CONDITION_COLUMNS): what else ran on the machine that emulates it.
+    conditions: dict[str, Any] = field(default_factory=conditions.missing)
 
     __test__ = False
 
@@ -638,8 +649,12 @@ def run_job(testbed: Testbed, script: str, work_dir: Path, console_log: Path, ti
         log.write(f"$ {procs.command_line(cmd)}\n# {JOB_PATH} in that initrd:\n{script}")
         log.flush()
     try:
-        res = guest.run_guest(cmd, console_log, timeout_s, check_status=False,
-                              begin_timeout_s=testbed.boot_timeout_s)
+        # The host's values, not the testbed's own: the testbed's load is only what this job runs in it,
+        # while anything else on the host slows the emulation. One boot serves every repetition, so the
+        # snapshots frame the whole boot.
+        with conditions.around() as cond:
+            res = guest.run_guest(cmd, console_log, timeout_s, check_status=False,
+                                  begin_timeout_s=testbed.boot_timeout_s)
     except guest.GuestError as exc:
         raise TestbedError(str(exc).replace("guest run failed", "testbed run failed", 1)) from None
     finally:
@@ -656,8 +671,10 @@ def run_job(testbed: Testbed, script: str, work_dir: Path, console_log: Path, ti
         raise TestbedError(f"testbed job exited with status {res.status}" + (f" ({meaning})" if meaning else "")
                            + f": {tail} (console log: {console_log})")
     kvm_line = next((ln for ln in res.lines if ln.startswith("TB-KVM")), "")
+    if log is not None:
+        log.write(f"host conditions around the boot: {cond.values}\n")
     return TestbedRun(segments=segments, boot_s=res.boot_s, total_s=res.total_s, console_log=Path(console_log),
-                      lines=res.lines, kvm_impl=hostinfo.arm64_kvm_mode(kvm_line))
+                      lines=res.lines, kvm_impl=hostinfo.arm64_kvm_mode(kvm_line), conditions=cond.values)
 
 
 def host_blk(testbed: Testbed, *, reads: int, block_size: int, reps: int, work_dir: Path, console_log: Path,
@@ -666,7 +683,7 @@ def host_blk(testbed: Testbed, *, reads: int, block_size: int, reps: int, work_d
     run = run_job(testbed, job_script([host_blk_fragment(reads, block_size, reps)]), work_dir, console_log,
                   timeout_s, log)
     return blk_rows(run.segments, kind="host-blk", reps=reps, block_size=block_size,
-                    console_log=console_log, kvm_impl=run.kvm_impl), run
+                    console_log=console_log, kvm_impl=run.kvm_impl, cond=run.conditions), run
 
 
 def tender_blk(testbed: Testbed, *, reads: int, block_size: int, reps: int, mem_mb: int, work_dir: Path,
@@ -676,7 +693,7 @@ def tender_blk(testbed: Testbed, *, reads: int, block_size: int, reps: int, mem_
     run = run_job(testbed, job_script([tender_blk_fragment(reads, block_size, reps, mem_mb)]), work_dir,
                   console_log, timeout_s, log)
     return blk_rows(run.segments, kind="tender-blk", reps=reps, block_size=block_size, console_log=console_log,
-                    provider=provider, kvm_impl=run.kvm_impl), run
+                    provider=provider, kvm_impl=run.kvm_impl, cond=run.conditions), run
 
 
 def qemu_blk(testbed: Testbed, *, platform: str, reads: int, block_size: int, reps: int, memory_mb: int,
@@ -686,7 +703,7 @@ def qemu_blk(testbed: Testbed, *, platform: str, reads: int, block_size: int, re
     script = job_script([qemu_blk_fragment(platform, reads, block_size, reps, memory_mb, testbed.smp)])
     run = run_job(testbed, script, work_dir, console_log, timeout_s, log)
     return blk_rows(run.segments, kind="qemu-blk", reps=reps, block_size=block_size, console_log=console_log,
-                    platform=platform, kvm_impl=run.kvm_impl), run
+                    platform=platform, kvm_impl=run.kvm_impl, cond=run.conditions), run
 
 
 def qemu_net(testbed: Testbed, *, sizes: Sequence[int], reps: int, packets: int, max_loss_pct: float,
@@ -697,7 +714,7 @@ def qemu_net(testbed: Testbed, *, sizes: Sequence[int], reps: int, packets: int,
                                            testbed.smp)])
     run = run_job(testbed, script, work_dir, console_log, timeout_s, log)
     return net_rows(run.segments, sizes=sizes, reps=reps, console_log=console_log, kind="qemu-net",
-                    kvm_impl=run.kvm_impl), run
+                    kvm_impl=run.kvm_impl, cond=run.conditions), run
 
 
 def exit_floor(testbed: Testbed, *, exits: int, work_dir: Path, console_log: Path, timeout_s: float,
@@ -714,4 +731,4 @@ def tender_net(testbed: Testbed, *, sizes: Sequence[int], reps: int, packets: in
     script = job_script([tender_net_fragment(sizes, reps, packets, max_loss_pct, mem_mb)])
     run = run_job(testbed, script, work_dir, console_log, timeout_s, log)
     return net_rows(run.segments, sizes=sizes, reps=reps, console_log=console_log, provider=provider,
-                    kvm_impl=run.kvm_impl), run
+                    kvm_impl=run.kvm_impl, cond=run.conditions), run
