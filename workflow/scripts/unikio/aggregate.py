@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from . import conditions, hostinfo, stats
+from . import conditions, hostinfo, metrics, stats
 from .results import BLK_COLUMNS, NET_COLUMNS
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ def blk_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str,
     study's values stay.
     """
     ours = _prepared(runs, arch)
-    ours["guest_monitor_ns"] = ours["total_ns"] - ours["pread_ns"]
+    ours["guest_monitor_ns"] = metrics.guest_monitor_ns(ours)
     ref = reference[reference["arch"] == arch]
     ref_hosts = list(dict.fromkeys(ref["host"]))
     records = []

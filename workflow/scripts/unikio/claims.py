@@ -22,8 +22,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from . import stats
-from .aggregate import STUDY_BLOCK_SIZE, not_performance_why
+from . import metrics, stats
+from .aggregate import STUDY_BLOCK_SIZE, STUDY_READS, not_performance_why
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not comparable")
 COLUMNS = ["claim_id", "verdict", "arch", "testbed", "accel", "provider", "our_effect", "ci_low", "ci_high",
@@ -32,9 +32,8 @@ COLUMNS = ["claim_id", "verdict", "arch", "testbed", "accel", "provider", "our_e
 EXPERIMENTS = ("blk", "net")
 # The pread part times a host syscall made by the monitor (QEMU or the tender):
 # real host work even when the guest is emulated, unless the host itself is.
-HOST_SIDE_METRICS = frozenset({"pread"})
+HOST_SIDE_METRICS = frozenset({"pread_ns_per_read"})
 _CLAIM_KEYS = {"id", "sentence", "experiment", "metric", "comparison", "ratios", "holds_within", "study_effect"}
-_METRICS = {"blk": ("total", "pread", "guest_monitor"), "net": ("pps",)}
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,8 @@ def load(path: Path) -> list[Claim]:
         if name in seen:
             raise ValueError(f"{path}: claim id {name} appears twice")
         seen.add(name)
-        if entry["experiment"] not in EXPERIMENTS or entry["metric"] not in _METRICS[entry["experiment"]]:
+        known = {m.name for m in metrics.METRICS.get(entry["experiment"], [])}
+        if entry["experiment"] not in EXPERIMENTS or entry["metric"] not in known:
             raise ValueError(f"{path}: claim {name}: unknown experiment or metric "
                              f"{entry['experiment']}/{entry['metric']}")
         low, high = entry["holds_within"]
@@ -98,16 +98,12 @@ def load(path: Path) -> list[Claim]:
 
 
 def metric_values(runs: pd.DataFrame, experiment: str, metric: str) -> pd.Series:
-    """One value of the metric per repetition: µs per read for blk, packets per second for net."""
-    if experiment == "net":
-        return runs["pps"].astype(float)
-    pread = runs["pread_ns"].astype(float)
-    per_read = {"total": runs["total_ns"], "pread": pread, "guest_monitor": runs["total_ns"] - pread}[metric]
-    return per_read.astype(float) / runs["reads"].astype(float) / 1e3
+    """One value of the metric per repetition (unikio.metrics)."""
+    return metrics.by_name(experiment, metric).values(runs).astype(float)
 
 
 def study_metric(reference: pd.DataFrame, experiment: str, metric: str, side: Side) -> float:
-    """The study's value of one side on one host's reference rows (same units as metric_values)."""
+    """The study's value of one side on one host's reference rows, in the units of metric_values."""
     rows = reference[reference["platform"] == side.platform]
     if experiment == "net":
         rows = rows[rows["icmp_data_bytes"] == side.data_bytes]
@@ -115,9 +111,9 @@ def study_metric(reference: pd.DataFrame, experiment: str, metric: str, side: Si
     if rows.empty:
         return stats.NAN
     row = rows.iloc[0]
-    ms = {"total": row["total_ms"], "pread": row["pread_syscall_ms"],
-          "guest_monitor": row["total_ms"] - row["pread_syscall_ms"]}[metric]
-    return float(ms) * 1e3 / 100_000
+    ms = {"total_ns_per_read": row["total_ms"], "pread_ns_per_read": row["pread_syscall_ms"],
+          "guest_monitor_ns_per_read": row["total_ms"] - row["pread_syscall_ms"]}[metric]
+    return float(ms) * 1e6 / STUDY_READS
 
 
 def _expanded(claim: Claim, sizes_of: Any) -> list[tuple[Side, Side]]:

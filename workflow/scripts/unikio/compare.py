@@ -19,8 +19,7 @@ import io
 import itertools
 import math
 import tarfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +29,7 @@ import pandas as pd
 
 from . import aggregate, stats
 from .errors import PipelineError
+from .metrics import METRICS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -56,27 +56,6 @@ CANNOT = "cannot be significant"
 NAN = float("nan")
 
 
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    label: str  # short, for the figure
-    lower_is_better: bool
-    values: Callable[[pd.DataFrame], pd.Series]
-
-
-# Block times per read, so they compare across read counts; pps: higher is faster.
-METRICS = {
-    "blk": [
-        Metric("total_ns_per_read", "total / read", True, lambda g: g["total_ns"] / g["reads"]),
-        Metric("pread_ns_per_read", "pread / read", True, lambda g: g["pread_ns"] / g["reads"]),
-        Metric("guest_monitor_ns_per_read", "guest+monitor / read", True,
-               lambda g: (g["total_ns"] - g["pread_ns"]) / g["reads"]),
-    ],
-    "net": [
-        Metric("pps", "pps (higher is faster)", False, lambda g: g["pps"]),
-        Metric("avg_rtt_ns", "avg round trip", True, lambda g: g["avg_rtt_ns"]),
-    ],
-}
 # Columns a runs CSV needs for its metrics; the others may be missing from an older artifact.
 _NEEDED = {"blk": ["arch", "platform", "reads", "block_size", "total_ns", "pread_ns"],
            "net": ["arch", "platform", "data_bytes", "packets", "pps", "avg_rtt_ns"]}
