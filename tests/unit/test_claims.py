@@ -120,16 +120,22 @@ def test_emulated_or_software_kvm_rows_are_not_comparable_and_say_why():
     assert row["verdict"] == "not comparable" and "inside the emulated testbed" in row["reason"]
 
 
-def test_pread_is_host_work_so_tcg_rows_still_count_for_it():
+def test_pread_is_host_work_under_software_kvm_but_not_under_tcg():
     runs = pd.concat([blk("host", [10.0, 10.2, 9.9], [10.0, 10.2, 9.9], accel="none"),
-                      blk("solo5-hvt", [15.0, 15.2, 14.9], [11.0, 11.2, 10.9], kvm_impl="kvm_pvm"),
-                      blk("qemu-linux-smp", [60.0, 61.0, 59.0], [12.0, 12.1, 11.9], accel="tcg"),
-                      blk("qemu-linux-1core", [70.0, 72.0, 71.0], [13.0, 13.2, 12.9], accel="tcg")])
+                      blk("solo5-hvt", [15.0, 15.2, 14.9], [13.0, 13.2, 12.9], kvm_impl="kvm_pvm"),
+                      blk("qemu-linux-smp", [60.0, 61.0, 59.0], [11.0, 11.2, 10.9]),
+                      blk("qemu-linux-1core", [70.0, 72.0, 71.0], [12.0, 12.1, 11.9])])
     row = one_row("blk-pread-same-order", runs)
     assert row["verdict"] == "reproduced"
-    # The deciding ratio is the one nearest a bound: qemu-linux-1core's pread, 13.03 / 10.03.
+    # The deciding ratio is the one nearest a bound: solo5-hvt's pread (kvm_pvm), 13.03 / 10.03.
     assert row["our_effect"] == pytest.approx(39.1 / 30.1)
     assert row["effect_range"] == "1.1-1.3"
+    tcg = runs.assign(accel=runs["accel"].where(~runs["platform"].str.startswith("qemu"), "tcg"))
+    tcg.loc[tcg["accel"] == "tcg", "kvm_impl"] = ""
+    row = one_row("blk-pread-same-order", tcg)
+    assert row["verdict"] == "not comparable"
+    assert row["reason"] == ("qemu-linux-smp, qemu-linux-1core ran under TCG, whose threads compete with the "
+                             "monitor's preads for the host's cores")
 
 
 def test_every_size_is_checked_and_a_missing_platform_is_named():
@@ -143,6 +149,26 @@ def test_every_size_is_checked_and_a_missing_platform_is_named():
     # qemu-linux gets faster with a larger payload: 2x, far above 1.05. mirage-solo5 was not measured.
     assert flat["verdict"] == "not reproduced" and flat["our_effect"] == pytest.approx(2.0)
     assert "mirage-solo5 not measured, so checked on the rest" in flat["reason"]
+
+
+def test_a_claim_that_holds_where_checked_but_names_an_unmeasured_platform_is_inconclusive():
+    runs = pd.concat([net("solo5-hvt", 1, [50_000, 51_000, 49_000]), net("solo5-hvt", 1472, [40_000, 41_000, 39_000]),
+                      net("qemu-linux", 1, [20_000, 21_000, 19_000]),
+                      net("qemu-linux", 1472, [19_000, 20_000, 18_000])])
+    row = one_row("net-payload-no-faster", runs)
+    assert row["verdict"] == "inconclusive" and row["as_measured"] == "holds"
+    assert row["reason"].startswith("mirage-solo5 not measured; on the rest every CI inside <= 1.05")
+
+
+def test_sizes_are_those_of_the_provider_checked():
+    runs = pd.concat([net("solo5-hvt", 1, [50_000, 51_000]), net("qemu-linux", 1, [20_000, 21_000]),
+                      net("solo5-hvt", 1472, [30_000, 31_000]), net("qemu-linux", 1472, [15_000, 16_000])])
+    runs.loc[runs["platform"] == "solo5-hvt", "provider"] = ["builtin", "builtin", "upstream", "upstream"]
+    table = claims.table([claim("net-unikernel-more-pps")], {"blk": blk("host", [], []), "net": runs})
+    assert list(table["provider"]) == ["builtin", "upstream"]
+    assert list(table["runs"]) == ["solo5-hvt at 1 B / qemu-linux at 1 B: 2 / 2",
+                                   "solo5-hvt at 1472 B / qemu-linux at 1472 B: 2 / 2"]
+    assert list(table["verdict"]) == ["reproduced", "reproduced"]
 
 
 def test_not_measured_platform_makes_a_claim_not_comparable():
@@ -184,6 +210,6 @@ def test_written_tables_put_the_verdict_first(tmp_path):
     assert list(back.columns) == claims.COLUMNS and len(back) == 6
     md = (tmp_path / "claims.md").read_text()
     header = [cell.strip() for cell in md.splitlines()[2].strip("|").split("|")]
-    assert header[:4] == ["claim", "arch", "testbed", "verdict"]
-    assert "blk-unikernel-less-guest-monitor | x86_64 | native    | reproduced" in md
+    assert header[:5] == ["claim", "arch", "testbed", "provider", "verdict"]
+    assert "blk-unikernel-less-guest-monitor | x86_64 | native    |            | reproduced" in md
     assert "\\begin{table}" in (tmp_path / "claims.tex").read_text()

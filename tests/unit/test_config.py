@@ -18,7 +18,7 @@ def default(request):
     return yaml.safe_load((root / "config/config.yaml").read_text())
 
 
-@pytest.mark.parametrize("profile", ["config/config.yaml", "config/smoke.yaml"])
+@pytest.mark.parametrize("profile", ["config/config.yaml", "config/smoke.yaml", "config/mid.yaml"])
 def test_shipped_profiles_are_valid(request, schema, default, profile):
     """A profile holds what it changes; Snakemake merges it over the default profile."""
     data = copy.deepcopy(default)
@@ -26,8 +26,9 @@ def test_shipped_profiles_are_valid(request, schema, default, profile):
     assert cfg.explain_invalid(data, schema) is None
 
 
-def test_smoke_profile_holds_only_what_it_changes(request, default):
-    smoke = yaml.safe_load((request.config.rootpath / "config/smoke.yaml").read_text())
+@pytest.mark.parametrize("profile", ["config/smoke.yaml", "config/mid.yaml"])
+def test_profiles_hold_only_what_they_change(request, default, profile):
+    smoke = yaml.safe_load((request.config.rootpath / profile).read_text())
 
     def same(changed, base, where=""):
         for key, value in changed.items():

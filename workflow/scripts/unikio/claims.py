@@ -8,9 +8,11 @@ repetitions):
 
 - reproduced: every ratio's CI lies inside the claim's range;
 - not reproduced: some ratio's CI lies wholly outside it;
-- inconclusive: otherwise (a CI straddles a bound, or too few repetitions);
-- not comparable: a side was not measured, or timed an emulator (TCG, the
-  emulated testbed, a software-assisted KVM) where the claim is about the platform.
+- inconclusive: otherwise (a CI straddles a bound, too few repetitions, or the
+  claim held on the platforms measured but names one that was not);
+- not comparable: no ratio could be measured, or a side timed an emulator
+  (TCG, the emulated testbed, a software-assisted KVM) where the claim is
+  about the platform.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ COLUMNS = ["claim_id", "verdict", "arch", "testbed", "accel", "provider", "our_e
            "study_effect", "reason", "sentence", "comparison", "holds_within", "effect_range", "as_measured",
            "runs", "pipeline_version"]
 EXPERIMENTS = ("blk", "net")
-# The pread part times a host syscall made by the monitor (QEMU or the tender):
-# real host work even when the guest is emulated, unless the host itself is.
+# The pread part times a host syscall made by the monitor: native host work
+# under a software-assisted KVM, which emulates only guest kernel code. Not
+# under TCG, whose vCPU threads compete with QEMU's I/O for the host's cores.
 HOST_SIDE_METRICS = frozenset({"pread_ns_per_read"})
 _CLAIM_KEYS = {"id", "sentence", "experiment", "metric", "comparison", "ratios", "holds_within", "study_effect"}
 
@@ -179,13 +182,13 @@ def _why_not_comparable(claim: Claim, rows: pd.DataFrame) -> str | None:
         return "measured inside the emulated testbed, whose timings are the emulator's"
     if claim.experiment == "blk" and (rows["block_size"] != STUDY_BLOCK_SIZE).any():
         return f"read {int(rows['block_size'].iloc[0])}-byte blocks, the study {STUDY_BLOCK_SIZE}"
-    if claim.metric in HOST_SIDE_METRICS:
-        return None
     first = rows.iloc[0]
     why = not_performance_why(first["accel"], first["testbed"], first["kvm_impl"])
     if why == "emulated":
+        if claim.metric in HOST_SIDE_METRICS:
+            return "ran under TCG, whose threads compete with the monitor's preads for the host's cores"
         return "ran under TCG, which times the emulator rather than the platform"
-    if why:
+    if why and claim.metric not in HOST_SIDE_METRICS:
         return f"ran under {why}, which emulates guest kernel code"
     return None
 
@@ -213,8 +216,11 @@ def _holds(value: float, within: tuple[float | None, float | None]) -> bool:
 def evaluate(claim: Claim, group: _Group) -> dict[str, Any]:
     """One row of the claims table: the claim on one group's runs."""
     runs = group.runs
-    sizes_of = (lambda p: runs.loc[runs["platform"] == p, "data_bytes"].dropna().astype(int)) \
-        if claim.experiment == "net" else (lambda p: [])
+    def sizes_of(platform: str) -> list[int]:
+        if claim.experiment != "net":
+            return []
+        return list(_side_rows(runs, Side(platform), group.provider)["data_bytes"].dropna().astype(int))
+
     pairs = _expanded(claim, sizes_of)
     row: dict[str, Any] = {
         "claim_id": claim.id, "arch": group.arch, "testbed": group.testbed, "provider": group.provider,
@@ -272,15 +278,19 @@ def evaluate(claim: Claim, group: _Group) -> dict[str, Any]:
                       "reason": f"{deciding}, CI {critical.low:.3g}-{critical.high:.3g} outside "
                                 f"{claim.range_text()}" + partial}
     if "no ci" in kinds:
-        return row | {"verdict": "inconclusive",
-                      "reason": f"{critical.label()}: fewer than two repetitions, no CI" + partial}
+        few = min(critical.n) < 2
+        why = "fewer than two repetitions, no CI" if few else "a mean of 0 below it, no ratio"
+        return row | {"verdict": "inconclusive", "reason": f"{critical.label()}: {why}" + partial}
     if "straddles" in kinds:
         return row | {"verdict": "inconclusive",
                       "reason": f"{deciding}, CI {critical.low:.3g}-{critical.high:.3g} crosses a bound of "
                                 f"{claim.range_text()}" + partial}
-    return row | {"verdict": "reproduced",
-                  "reason": f"every CI inside {claim.range_text()}; closest: {deciding}, "
-                            f"CI {critical.low:.3g}-{critical.high:.3g}" + partial}
+    holds = (f"every CI inside {claim.range_text()}; closest: {deciding}, "
+             f"CI {critical.low:.3g}-{critical.high:.3g}")
+    if unmeasured:
+        # The claim names platforms we could not run: it held where it was checked, no more.
+        return row | {"verdict": "inconclusive", "reason": f"{not_measured}; on the rest {holds}"}
+    return row | {"verdict": "reproduced", "reason": holds}
 
 
 def _margin(ratio: _Ratio, claim: Claim) -> float:
@@ -335,7 +345,9 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
 
     return pd.DataFrame({
         "claim": table["claim_id"], "arch": table["arch"].fillna(""), "testbed": table["testbed"].fillna(""),
+        "provider": table["provider"].fillna(""),
         "verdict": table["verdict"], "ours (95% CI)": table.apply(effect, axis=1) if len(table) else [],
+        "as measured": table["as_measured"].fillna(""),
         "holds within": table["holds_within"], "study": table["study_effect"].fillna(""),
         "why": table["reason"].fillna(""),
     })

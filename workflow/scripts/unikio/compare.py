@@ -65,7 +65,8 @@ COLUMNS = ["experiment", "arch", "platform", "provider", "data_bytes", "accel", 
            "diff_pct", "ci_low_pct", "ci_high_pct", "p_value", "min_p", "verdict", "note", "baseline_max_load",
            "current_max_load", "baseline_pipeline", "current_pipeline"]
 # The 1-minute load average recorded just before and after each repetition (results.CONDITION_COLUMNS).
-LOAD_COLUMNS = ("load_before", "load_after")
+# As the tables judge busy rows: the load after a repetition holds the measurement's own threads.
+LOAD_COLUMNS = ("load_before",)
 _INT_COLUMNS = ("data_bytes", "reads", "block_size", "packets", "baseline_n", "current_n")
 
 
@@ -301,7 +302,8 @@ def _row_base(experiment: str, key: tuple, shown: pd.DataFrame) -> dict[str, obj
     rec.update({k: _shown(v) for k, v in zip(ROW_KEYS[experiment], key, strict=True)})
     for column in ("accel", "testbed", "kvm_impl", *SETTINGS[experiment]):
         values = _values(shown, column)
-        rec[column] = values[0] if len(values) == 1 else ""
+        # Several values (setting_differences names them): none shown, and integer columns stay integer.
+        rec[column] = values[0] if len(values) == 1 else pd.NA
     return rec
 
 

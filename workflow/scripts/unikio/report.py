@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 # What a reader needs to judge a claim; claims.csv in the archive holds every column.
-CLAIMS_SHOWN = ["claim_id", "arch", "testbed", "verdict", "our_effect", "ci_low", "ci_high", "holds_within",
-                "study_effect", "reason", "accel"]
+CLAIMS_SHOWN = ["claim_id", "arch", "testbed", "provider", "verdict", "our_effect", "ci_low", "ci_high",
+                "as_measured", "holds_within", "study_effect", "reason", "accel"]
 SECTIONS = (
     ("claims", "Claims: verdicts"),
     ("figures", "Figures"),
