@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import claims
+
 # What a reader needs to judge a claim; claims.csv in the archive holds every column.
 CLAIMS_SHOWN = ["claim_id", "arch", "testbed", "provider", "verdict", "our_effect", "ci_low", "ci_high",
                 "as_measured", "holds_within", "study_effect", "reason", "accel"]
@@ -31,19 +33,12 @@ SECTIONS = (
     ("compare", "A/B comparison"),
     ("provenance", "Run conditions and provenance"),
 )
-VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not comparable")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXPERIMENTS = {"blk": "Block reads", "net": "Network round trips", "overhead": "Overhead against the KVM exit floor",
                "compare": "A/B comparison"}
 # Captions of what has no workflow/report/*.rst.
-CLAIMS_CAPTION = (
-    "The original study's claims checked against this run, once per (arch, testbed) group: our effect with its "
-    "95% confidence interval beside the study's. Reproduced: every ratio's CI lies inside the claim's range; "
-    "not reproduced: some ratio's CI lies wholly outside it; inconclusive: otherwise; not comparable: a side "
-    "was not measured, or timed an emulator (TCG, the emulated testbed, a software-assisted KVM)."
-)
 FALLBACK_CAPTIONS = {
-    "claims_table": CLAIMS_CAPTION,
+    "claims_table": claims.CAPTION,
     "overhead_table": ("Per-read cost on {arch} against the floor: the smallest KVM exit round trip measured on "
                        "this machine (ns); overhead = total - pread per read."),
     "compare_table": "This run against the baseline run, per row: both values, their difference and its CI.",
@@ -226,7 +221,7 @@ def verdict_summary(path: Path) -> str:
         return ""
     at = header.index("verdict")
     counts = Counter(row[at] for row in rows if len(row) > at)
-    order = [v for v in VERDICTS if v in counts] + sorted(set(counts) - set(VERDICTS))
+    order = [v for v in claims.VERDICTS if v in counts] + sorted(set(counts) - set(claims.VERDICTS))
     badges = "".join(f'<span class="badge v-{slug(v)}">{esc(v)}: {counts[v]}</span>' for v in order)
     return f'<p class="summary">{badges or "no claim was evaluated"}</p>'
 
