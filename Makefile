@@ -21,11 +21,17 @@ $(VENV)/.installed: envs/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r envs/requirements.txt
 	touch $@
 
-# The verdicts are what a reader wants first: printed when the run ends.
+# The whole study on the default profile, then where everything is; the claims'
+# verdicts, what a reader wants first, last (also after a failed run, if made).
 run: setup
-	./snakemake --cores $(CORES) all report
-	@cat results/tables/claims.md
-	@echo "Report (claims, figures, tables, conditions, provenance): results/report.html"
+	@./snakemake --cores $(CORES) all report archive runtime; status=$$?; \
+	echo; echo "Tables:   results/tables/ (blk_*, net_*, overhead_*, claims: .md .csv .tex; runtime: .md .csv)"; \
+	echo "Figures:  results/figures/ (.png .pdf)"; \
+	echo "Report:   results/report.html (open in a browser)"; \
+	echo "Archive:  results/artifact.tar.gz (the paper artifact)"; \
+	echo "Runtime:  results/tables/runtime.md (seconds per rule)"; \
+	if [ -f results/tables/claims.md ]; then echo; cat results/tables/claims.md; fi; \
+	exit $$status
 
 test: setup
 	$(VENV)/bin/python -m pytest tests

@@ -37,9 +37,25 @@ rule all:
     default_target: True
 
 
+# One experiment at a time: its tables and figures (and what they need).
+rule blk:
+    input:
+        expand(BLK_TABLE, arch=config["archs"], ext=TABLE_EXTS),
+        expand(BLK_FIGURE, arch=config["archs"], ext=FIGURE_EXTS),
+        expand(OVERHEAD_TABLE, arch=runnable_archs("blk", "solo5-hvt"), ext=TABLE_EXTS),
+
+
+rule net:
+    input:
+        expand(NET_TABLE, arch=net_archs(), ext=TABLE_EXTS),
+        expand(NET_FIGURE, arch=net_archs(), ext=FIGURE_EXTS),
+
+
 include: "workflow/rules/archive.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/runtime.smk"
 
 
 add_code_params(workflow.rules, keyed_by_recipe=CACHE_FED_RULES)
+add_benchmarks(workflow.rules, cached=CACHED_RULES)
 prepare_first(workflow.rules)

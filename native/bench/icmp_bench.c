@@ -5,10 +5,16 @@
  *
  * usage: icmp_bench --ifname IF --src-ip A --dst-ip B --size D --count N
  *                   [--timeout-ms 1000] [--max-loss-pct 1] [--arp-retries 5]
+ *                   [--progress-s 10]
  * prints: RESULT net size=D packets=N received=R lost=L corrupt=C ignored=I
  *         avg_ns=A min_ns=m max_ns=M pps=P p50_ns=X p90_ns=Y p99_ns=Z
  * exit: 0 ok, 1 system error, 2 bad arguments, 3 no ARP reply,
  *       4 more loss than --max-loss-pct.
+ *
+ * Progress: on stderr, `progress <done>/<N> packets` once at least
+ * --progress-s (0 = never) seconds passed since the start or the last such
+ * line; checked between round trips, outside the timed part, and never
+ * after the last one (nor after a stop for loss).
  *
  * A reply with our id and seq whose length, IPv4 header checksum, ICMP
  * checksum or payload is wrong is corrupt: it ends the wait for that echo,
@@ -243,7 +249,7 @@ struct options {
     bool have_src_mac, have_dst_mac, have_seq, have_id;
     bool selftest;
     struct endpoints ep;
-    uint64_t size, count, timeout_ms, arp_retries, seq, id;
+    uint64_t size, count, timeout_ms, arp_retries, seq, id, progress_s;
     double max_loss_pct;
 };
 
@@ -252,7 +258,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: icmp_bench --ifname IF --src-ip A --dst-ip B --size D "
             "--count N [--timeout-ms 1000] [--max-loss-pct 1] "
-            "[--arp-retries 5]\n");
+            "[--arp-retries 5] [--progress-s 10]\n");
 }
 
 static bool parse_uint(const char *text, uint64_t min, uint64_t max,
@@ -337,6 +343,9 @@ static const char *bad_option(int opt, const char *arg, struct options *o)
     case 'r':
         return parse_uint(arg, 1, 1000, &o->arp_retries) ? NULL
                                                           : "--arp-retries";
+    case 'p':
+        return parse_uint(arg, 0, 3600, &o->progress_s) ? NULL
+                                                         : "--progress-s";
     case 'M':
         o->have_src_mac = parse_mac(arg, o->ep.src_mac);
         return o->have_src_mac ? NULL : "--src-mac";
@@ -368,6 +377,7 @@ static bool parse_args(int argc, char **argv, struct options *o)
         {"timeout-ms", required_argument, NULL, 't'},
         {"max-loss-pct", required_argument, NULL, 'l'},
         {"arp-retries", required_argument, NULL, 'r'},
+        {"progress-s", required_argument, NULL, 'p'},
         {"selftest-frame", no_argument, NULL, 'S'},
         {"src-mac", required_argument, NULL, 'M'},
         {"dst-mac", required_argument, NULL, 'm'},
@@ -381,6 +391,7 @@ static bool parse_args(int argc, char **argv, struct options *o)
     o->timeout_ms = 1000;
     o->max_loss_pct = 1;
     o->arp_retries = 5;
+    o->progress_s = 10;
     opterr = 0; /* one usage line of our own instead of getopt's */
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         const char *bad = bad_option(opt, optarg, o);
@@ -543,9 +554,20 @@ static int measure(int fd, const struct endpoints *ep, const struct options *o,
     uint16_t seq = 1;
     size_t len = build_echo_request(frame, ep, o->size, id, seq);
 
+    uint64_t progress_ns = o->progress_s * 1000000000u;
+    uint64_t last_progress = now_ns();
     memset(st, 0, sizeof(*st));
     rtt_hist_init(&st->rtt);
     for (uint64_t i = 0; i < o->count; i++, seq++) {
+        /* Before t0: i round trips are done, the next is not started. */
+        if (progress_ns && i != 0) {
+            uint64_t now = now_ns();
+            if (now - last_progress >= progress_ns) {
+                fprintf(stderr, "progress %" PRIu64 "/%" PRIu64 " packets\n",
+                        i, o->count);
+                last_progress = now_ns();
+            }
+        }
         set_icmp_seq(frame, o->size, seq); /* outside the timed region */
         uint64_t t0 = now_ns();
         if (send_frame(fd, frame, len) < 0)

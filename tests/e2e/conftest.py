@@ -15,5 +15,7 @@ def smoke_project(tmp_path_factory) -> Path:
     start = time.monotonic()
     proc = snakemake(copy)
     print(f"full smoke run: {time.monotonic() - start:.1f} s")
+    # What the terminal showed: the plan, progress lines, the end (tests/e2e/test_smoke_run.py).
+    (copy / "smoke-run.out").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return copy

@@ -16,7 +16,7 @@ import time
 import pandas as pd
 import pytest
 from testkit import planned_jobs, snakemake
-from unikio import codehash, hostinfo, loopdev, results, version
+from unikio import codehash, estimate, hostinfo, loopdev, results, version
 
 pytestmark = pytest.mark.e2e
 
@@ -46,20 +46,23 @@ def test_tidy_csv_follows_the_contract(project):
     else:  # an x86_64 guest on an aarch64 host: TCG
         expected |= {("x86_64", "qemu-linux-smp", "native"), ("x86_64", "qemu-linux-1core", "native")}
     assert set(zip(df["arch"], df["platform"], df["testbed"], strict=True)) == expected
-    assert (df["reads"] == 2000).all() and (df["block_size"] == 512).all()
-    for (arch, platform_name, testbed), g in df.groupby(["arch", "platform", "testbed"]):
-        assert sorted(g["rep"]) == [1, 2, 3], platform_name  # smoke: 3 repetitions
+    assert (df["block_size"] == 512).all()
+    for (arch, platform_name, testbed, accel), g in df.groupby(["arch", "platform", "testbed", "accel"]):
+        # Emulated rows (the testbed, TCG) use testbed.blk's counts (smoke: 1000 x 2), the others blk's (2000 x 3).
+        reads, reps = (1000, 2) if testbed == "emulated" or accel == "tcg" else (2000, 3)
+        assert (g["reads"] == reads).all(), platform_name
+        assert sorted(g["rep"]) == list(range(1, reps + 1)), platform_name
         if testbed == "emulated":
             raw = project / f"results/raw/blk/{arch}/{platform_name}/testbed"
             assert (raw / "benchmark.tsv").is_file()
             lines = (raw / "console.log").read_text(errors="replace").splitlines()
-            assert sum(ln.startswith("RESULT blk reads=2000") for ln in lines) == 3
+            assert sum(ln.startswith(f"RESULT blk reads={reads}") for ln in lines) == reps
             continue
-        for rep in (1, 2, 3):
+        for rep in range(1, reps + 1):
             raw = project / f"results/raw/blk/{arch}/{platform_name}/rep{rep}"
             assert (raw / "benchmark.tsv").is_file()
             where = raw / ("console.log" if platform_name.startswith("qemu-linux") else "run.log")
-            assert "RESULT blk reads=2000" in where.read_text(errors="replace")
+            assert f"RESULT blk reads={reads}" in where.read_text(errors="replace")
     host = df[df["platform"] == "host"]
     assert (host["accel"] == "none").all()
     assert (host["total_ns"] > 0).all() and (host["pread_ns"] == host["total_ns"]).all()
@@ -271,10 +274,11 @@ def test_changing_reads_reruns_measurements_and_aggregation_only(project):
     jobs = planned_jobs(proc.stdout + proc.stderr)
     assert jobs.get("blk_host_run") == 3
     assert jobs.get("blk_solo5_run", 0) == (3 if KVM_USABLE else 0)
-    assert jobs.get("blk_qemu_run") == (6 if HOST_ARCH == "x86_64" else 12)  # 2 variants x 3 reps per direct arch
-    assert not {"net_qemu_run", "net_solo5_run", "net_runs_csv", "testbed_exit_floor_run"} & set(jobs), jobs
-    # blk host, solo5-hvt, qemu-linux-smp and -1core in the testbed
-    assert jobs.get("testbed_run", 0) == (4 if HOST_ARCH == "x86_64" else 0)
+    # Emulated rows keep their own counts (testbed.blk): the Linux guest under TCG and the testbed do not rerun.
+    verdicts = {a: json.loads((project / f"results/raw/probe/{a}/verdict.json").read_text())["accel"]
+                for a in ("x86_64", "aarch64") if (project / f"results/raw/probe/{a}").exists()}
+    assert jobs.get("blk_qemu_run", 0) == 6 * sum(v == "kvm" for v in verdicts.values())  # 2 variants x 3 reps
+    assert not {"net_qemu_run", "net_solo5_run", "net_runs_csv", "testbed_exit_floor_run", "testbed_run"} & set(jobs)
     assert {"blk_runs_csv", "blk_table", "blk_figure"} <= set(jobs)
     builds = {"qemu_build", "qemu_binaries", "qemu_source_patched", "native_bench", "solo5_builtin", "apt_index",
               "guest_init", "guest_initramfs", "debian_package", "debian_package_tree", "kvm_probe",
@@ -291,7 +295,8 @@ def rule_scripts(project):
     """{rule: its script} of every script rule, read from the rule files."""
     found = {}
     for smk in (project / "workflow/rules").glob("*.smk"):
-        for rule, script in re.findall(r'^rule (\w+):\n(?:(?!^rule ).*\n)*?    script:\n        "([^"]+)"',
+        for rule, script in re.findall(r'^(?:rule|checkpoint) (\w+):\n(?:(?!^(?:rule|checkpoint) ).*\n)*?    script:\n'
+                                       r'        "([^"]+)"',
                                        smk.read_text(), re.M):
             found[rule] = (smk.parent / script).resolve()
     return found
@@ -328,3 +333,108 @@ def test_archive_holds_the_artifact(project):
                  f"results/tables/blk_{HOST_ARCH}.md", f"results/figures/blk_{HOST_ARCH}.png",
                  "results/provenance.json", f"results/raw/blk/{HOST_ARCH}/host/rep1/run.log", "VERSION.json"):
         assert f"unikio-artifact/{must}" in names, must
+
+
+def elapsed_s(text):
+    """Seconds of a progress.duration() text: 45 s, 3 min 20 s, 1 h 05 min."""
+    m = re.fullmatch(r"(?:(\d+) h )?(?:(\d+) min ?)?(?:(\d+) s)?", text.strip())
+    h, mi, s = (int(g) if g else 0 for g in m.groups())
+    return 3600 * h + 60 * mi + s
+
+
+def test_every_long_job_says_how_far_it_got_at_least_every_30_s(project):
+    """Each job that ran longer than a minute logged progress lines no more than 30 s apart, with an ETA."""
+    long_jobs = 0
+    for bench in (project / "results/raw").rglob("benchmark.tsv"):
+        took = float(bench.read_text().splitlines()[1].split("\t")[0])
+        if took < 60:
+            continue
+        long_jobs += 1
+        lines = [ln for ln in (bench.parent / "run.log").read_text().splitlines() if ln.startswith("progress ")]
+        assert lines, bench.parent
+        stamps = [elapsed_s(re.search(r", ([^,]+) elapsed", ln).group(1)) for ln in lines]
+        gaps = [b - a for a, b in zip([0, *stamps], [*stamps, took], strict=True)]
+        assert max(gaps) <= 30, (bench.parent, stamps, took)
+        assert any("ETA" in ln and "%)" in ln for ln in lines), lines
+    assert long_jobs, "no job ran a minute: nothing to check"  # the testbed's Linux-guest rows do here
+
+
+
+def test_the_run_said_its_plan_up_front_and_its_time_at_the_end(project):
+    out = (project / "smoke-run.out").read_text()
+    start = re.search(r"^measurements: (\d+) jobs, about (.+) if all run \(model: (.+)\); ", out, re.M)
+    assert start, out[:3000]
+    plan = re.search(r"^plan: (\d+) builds, (\d+) boots \(guests, tenders, testbeds\), (\d+) measurement jobs, "
+                     r"(\d+) jobs in all; estimated wall time (.+) \(model: ", out, re.M)
+    assert plan, out[:5000]
+    runs = pd.read_csv(project / "results/data/blk_runs.csv")
+    native_blk = len(runs[runs["testbed"] == "native"])  # one job per native block repetition
+    testbed = len({(a, p) for a, p, t in zip(runs["arch"], runs["platform"], runs["testbed"], strict=True)
+                   if t == "emulated"})
+    nets = pd.read_csv(project / "results/data/net_runs.csv")
+    net_jobs = len({(a, p) for a, p in zip(nets["arch"], nets["platform"], strict=True)})
+    # Every measurement job was in the plan, the Linux guest's repetitions before its probe had run included.
+    assert int(plan.group(3)) == int(start.group(1)) == native_blk + testbed + net_jobs
+    took = re.search(r"^the run took (.+) \(estimated (.+)\)$", out, re.M)
+    assert took and took.group(2) == plan.group(5)
+
+
+def flip_probe(project, arch):
+    """Context: the probe's verdict for arch says the other accelerator (mtime kept: nothing else reruns)."""
+    verdict = project / f"results/raw/probe/{arch}/verdict.json"
+    original, st = verdict.read_text(), verdict.stat()
+    data = json.loads(original)
+    flipped = "kvm" if data["accel"] == "tcg" else "tcg"
+
+    class Flip:
+        def __enter__(self):
+            verdict.write_text(json.dumps({**data, "accel": flipped}))
+            os.utime(verdict, ns=(st.st_atime_ns, st.st_mtime_ns))
+            return flipped
+
+        def __exit__(self, *exc):
+            verdict.write_text(original)
+            os.utime(verdict, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    return Flip()
+
+
+def test_the_probes_accelerator_sets_the_linux_guests_counts(project):
+    """TCG: testbed.blk's counts (smoke 1000 reads x 2); KVM: blk's (2000 x 3). A flipped verdict replans them."""
+    with flip_probe(project, HOST_ARCH) as accel:
+        proc = snakemake(project, "-n")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = planned_jobs(proc.stdout + proc.stderr)
+    reps = 3 if accel == "kvm" else 2
+    assert jobs.get("blk_qemu_run") == 2 * reps, jobs  # smp and 1core, every repetition: new reads
+    assert not {"blk_host_run", "blk_solo5_run", "testbed_run", "kvm_probe"} & set(jobs), jobs
+
+
+def test_emulated_counts_rerun_only_the_rows_that_use_them(project):
+    proc = snakemake(project, "-n", overrides="testbed: {blk: {reads: 500}}\n")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = planned_jobs(proc.stdout + proc.stderr)
+    accel = json.loads((project / f"results/raw/probe/{HOST_ARCH}/verdict.json").read_text())["accel"]
+    assert jobs.get("blk_qemu_run", 0) == (4 if accel == "tcg" else 0), jobs  # 2 variants x 2 emulated reps
+    assert jobs.get("testbed_run", 0) == (4 if HOST_ARCH == "x86_64" else 0), jobs  # the testbed's block rows
+    assert not {"net_qemu_run", "net_solo5_run", "testbed_exit_floor_run", "blk_host_run", "blk_solo5_run"} & set(jobs)
+
+
+def test_runtime_table_and_cost_model_come_from_this_runs_own_timings(project):
+    proc = snakemake(project, "runtime")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pd.read_csv(project / "results/tables/runtime.csv")
+    by_rule = dict(zip(table["rule"], table["jobs"], strict=True))
+    runs = pd.read_csv(project / "results/data/blk_runs.csv")
+    native = runs[runs["testbed"] == "native"]
+    assert by_rule["blk_host_run"] == len(native[native["platform"] == "host"])
+    assert by_rule["blk_qemu_run"] == len(native[native["platform"].str.startswith("qemu-linux")])
+    # Every other rule that made files has its own benchmark.tsv (add_benchmarks): builds, tables, the archive.
+    assert by_rule["native_bench"] == 2 and by_rule["archive"] == 1 and by_rule["report"] == 1
+    assert (project / "results/benchmarks/native_bench.x86_64.tsv").is_file()
+    assert abs(table["share_pct"].sum() - 100) < 0.5
+    model = estimate.load_model(project / "results/cost_model.yaml")
+    kinds = {estimate.row_key("blk", a, p, "testbed" if t == "emulated" else "tcg" if c == "tcg" else "native")
+             for a, p, t, c in zip(runs["arch"], runs["platform"], runs["testbed"], runs["accel"], strict=True)}
+    assert kinds <= set(model.rows), kinds - set(model.rows)
+    assert all(cost.unit_s > 0 for cost in model.rows.values())

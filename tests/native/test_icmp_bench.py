@@ -107,6 +107,8 @@ def test_frame_matches_python_reference(bench: Path, size: int, seq: int, ident:
         ["--ifname", "x", "--src-ip", "10.0.0.1", "--dst-ip", "10.0.0.2", "--size", "1", "--count", "1",
          "--timeout-ms", "0"],
         ["--ifname", "x", "--src-ip", "10.0.0.1", "--dst-ip", "10.0.0.2", "--size", "1", "--count", "1", "--bogus"],
+        *(["--ifname", "x", "--src-ip", "10.0.0.1", "--dst-ip", "10.0.0.2", "--size", "1", "--count", "1",
+            "--progress-s", bad] for bad in ("-1", "3601", "x", "", "1.5")),
         ["--selftest-frame", "--src-mac", "aa:bb:cc:dd:ee", "--dst-mac", DST_MAC, "--src-ip", "10.0.0.1",
          "--dst-ip", "10.0.0.2", "--size", "1", "--seq", "1", "--id", "1"],
         ["--selftest-frame", "--src-mac", SRC_MAC, "--dst-mac", DST_MAC, "--src-ip", "10.0.0.1",
@@ -369,3 +371,67 @@ def test_corruption_over_budget_stops_early(bench: Path, veth_ns: NetNs, respond
     assert (res["packets"], res["received"], res["lost"], res["corrupt"]) == (100, 11, 89, 11)
     assert r.stderr == ("icmp_bench: 11 of 100 echoes lost, over --max-loss-pct 10: stopping, "
                         "78 unsent counted as lost\n")
+
+
+# ---- progress lines on stderr (for the pipeline's "how far, ETA")
+
+PROGRESS_RE = re.compile(r"progress (\d+)/(\d+) packets")
+
+
+def test_bad_progress_period_names_the_option(bench: Path) -> None:
+    r = subprocess.run([str(bench), "--ifname", "x", "--src-ip", "10.0.0.1", "--dst-ip", "10.0.0.2", "--size", "1",
+                        "--count", "1", "--progress-s", "3601"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.splitlines()[0] == "icmp_bench: invalid --progress-s '3601'"
+    assert "[--progress-s 10]" in r.stderr.splitlines()[1]
+
+
+def _count_lasting(bench: Path, ns: NetNs, seconds: float) -> int:
+    """--count for a run of about `seconds`: the responder's speed depends on the machine, so measure it."""
+    start = time.monotonic()
+    r = _run(bench, ns, "ib0", "--size", "8", "--count", "1000")
+    elapsed = time.monotonic() - start
+    assert r.returncode == 0, r.stderr
+    return max(1000, int(seconds * 1000 / elapsed))
+
+
+@pytest.mark.parametrize("responder", ["echo"], indirect=True)
+def test_progress_lines_every_second_between_round_trips(bench: Path, veth_ns: NetNs, responder: object) -> None:
+    count = _count_lasting(bench, veth_ns, 2.5)
+    start = time.monotonic()
+    r = _run(bench, veth_ns, "ib0", "--size", "8", "--count", str(count), "--progress-s", "1")
+    elapsed = time.monotonic() - start
+    assert r.returncode == 0, r.stderr
+    assert _timed(r.stdout)["packets"] == count
+    # Nothing else on stderr, every line newline-terminated.
+    assert r.stderr.endswith("\n"), f"{count} packets in {elapsed:.2f} s"
+    found = [PROGRESS_RE.fullmatch(ln) for ln in r.stderr[:-1].split("\n")]
+    assert all(found), r.stderr
+    assert {int(f[2]) for f in found} == {count}
+    done = [int(f[1]) for f in found]
+    # Never after the last round trip, at most one a second (not one per round trip).
+    assert all(0 < d < count for d in done) and done == sorted(set(done)), done
+    assert len(done) <= elapsed, (done, elapsed)
+
+
+@pytest.mark.parametrize("responder", ["echo"], indirect=True)
+def test_no_progress_when_off_or_run_shorter_than_period(bench: Path, veth_ns: NetNs, responder: object) -> None:
+    count = _count_lasting(bench, veth_ns, 2.5)
+    for progress in ([], ["--progress-s", "0"]):   # default 10 s, and never
+        r = _run(bench, veth_ns, "ib0", "--size", "8", "--count", str(count), *progress)
+        assert r.returncode == 0, r.stderr
+        assert _timed(r.stdout)["packets"] == count
+        assert r.stderr == "", progress
+
+
+@pytest.mark.parametrize("responder", ["arp"], indirect=True)
+def test_no_progress_after_a_stop_for_loss(bench: Path, veth_ns: NetNs, responder: object) -> None:
+    # 11 timeouts of 0.2 s with a 1 s period: progress lines, then the stop, and nothing after it.
+    r = _run(bench, veth_ns, "ib0", "--size", "8", "--count", "1000", "--timeout-ms", "200",
+             "--progress-s", "1", timeout=60)
+    assert r.returncode == 4, r.stderr
+    *progress, stop = r.stderr.splitlines()
+    assert stop == ("icmp_bench: 11 of 1000 echoes lost, over --max-loss-pct 1: stopping, "
+                    "989 unsent counted as lost")
+    done = [int(PROGRESS_RE.fullmatch(ln)[1]) for ln in progress]
+    assert 1 <= len(done) <= 2 and all(0 < d <= 10 for d in done), r.stderr

@@ -18,7 +18,7 @@ def default(request):
     return yaml.safe_load((root / "config/config.yaml").read_text())
 
 
-@pytest.mark.parametrize("profile", ["config/config.yaml", "config/smoke.yaml", "config/mid.yaml"])
+@pytest.mark.parametrize("profile", ["config/config.yaml", "config/smoke.yaml", "config/mid.yaml", "config/full.yaml"])
 def test_shipped_profiles_are_valid(request, schema, default, profile):
     """A profile holds what it changes; Snakemake merges it over the default profile."""
     data = copy.deepcopy(default)
@@ -26,7 +26,7 @@ def test_shipped_profiles_are_valid(request, schema, default, profile):
     assert cfg.explain_invalid(data, schema) is None
 
 
-@pytest.mark.parametrize("profile", ["config/smoke.yaml", "config/mid.yaml"])
+@pytest.mark.parametrize("profile", ["config/smoke.yaml", "config/mid.yaml", "config/full.yaml"])
 def test_profiles_hold_only_what_they_change(request, default, profile):
     smoke = yaml.safe_load((request.config.rootpath / profile).read_text())
 
@@ -39,7 +39,11 @@ def test_profiles_hold_only_what_they_change(request, default, profile):
                 assert value != base[key], f"{where}{key} repeats the default"
 
     same(smoke, default)
-    assert smoke["blk"]["reads"] < default["blk"]["reads"]
+    if profile == "config/full.yaml":  # the study's counts on the emulated rows too
+        assert smoke["testbed"]["blk"]["reads"] == default["blk"]["reads"]
+        assert smoke["testbed"]["net"]["packets"] == default["net"]["packets"]
+    else:
+        assert smoke["blk"]["reads"] < default["blk"]["reads"]
 
 
 def test_every_key_of_the_default_profile_has_a_comment(request):
@@ -131,3 +135,52 @@ def test_measure_and_conditions_keys_are_required_and_closed(schema, default):
     bad["conditions"]["busy_load"] = 1
     assert cfg.explain_invalid(bad, schema) == ("unknown config key 'busy_load' at conditions; "
                                                 "known keys there: busy_load_per_core")
+
+
+def _properties(node, path=()):
+    """Every property node of a schema, with its key path, walking down through `properties`."""
+    for key, sub in node.get("properties", {}).items():
+        yield path + (key,), sub
+        yield from _properties(sub, path + (key,))
+
+
+def _assembled_defaults(node):
+    """One config built from the leaves' defaults (objects from their properties)."""
+    if "properties" in node:
+        return {key: _assembled_defaults(sub) for key, sub in node["properties"].items()}
+    return copy.deepcopy(node["default"])
+
+
+def _at(config, path):
+    for key in path:
+        assert isinstance(config, dict) and key in config, f"{'.'.join(path)} is not a key of config/config.yaml"
+        config = config[key]
+    return config
+
+
+def test_every_schema_property_has_a_description_and_a_default(schema):
+    nodes = list(_properties(schema))
+    assert len(nodes) > 50
+    for path, node in nodes:
+        where = ".".join(path)
+        assert isinstance(node.get("description"), str) and node["description"].strip(), f"{where}: no description"
+        assert "default" in node, f"{where}: no default"
+
+
+def test_schema_defaults_equal_the_default_profile(schema, default):
+    """config/config.yaml is the user-facing documentation; the schema's defaults may not drift from it."""
+    for path, node in _properties(schema):
+        value = _at(default, path)
+        assert node["default"] == value, f"{'.'.join(path)}: schema default {node['default']!r} != {value!r}"
+        assert type(node["default"]) is type(value), f"{'.'.join(path)}: default has another type"
+    # Both ways: no key of config/config.yaml lacks a schema property.
+    assert _assembled_defaults(schema) == default
+
+
+def test_schema_defaults_make_a_valid_config(schema):
+    config = _assembled_defaults(schema)
+    problem = cfg.explain_invalid(config, schema)
+    assert problem is None, problem
+    for path, node in _properties(schema):
+        if "properties" in node:
+            assert node["default"] == _at(config, path), f"{'.'.join(path)}: default differs from its properties'"

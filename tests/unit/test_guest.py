@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from collections.abc import Callable
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from unikio import guest
+from unikio import guest, progress
 from unikio.guest import GuestError
 
 COMMON: dict[str, Any] = {"kernel": "/k/vmlinuz", "initrd": "/k/initrd.gz", "append": "console=x"}
@@ -194,6 +195,12 @@ elif mode == "kvmerr":
     sys.stderr.flush(); time.sleep(60)
 elif mode == "dies":
     out("UNIKIO-BEGIN"); time.sleep(0.3); sys.exit(7)
+elif mode == "progress":
+    out("[    0.1] booting"); time.sleep(0.3)
+    out("UNIKIO-BEGIN"); time.sleep(0.2)
+    for done in (4, 8):
+        out(f"progress {done}/10 reads"); time.sleep(0.2)
+    out("RESULT blk reads=10 block_size=512 total_ns=1000"); out("UNIKIO-END status=0")
 elif mode == "quit":
     out("UNIKIO-BEGIN"); out("NET up if=eth0 ip=10.0.0.2/24")
     line = sys.stdin.readline().strip()
@@ -353,3 +360,23 @@ def test_probe_kvm_boot(
         assert str(log) in reason
 
 
+
+
+def test_run_guest_reports_the_boot_then_the_benchmarks_progress(fake_qemu: Path, tmp_path: Path) -> None:
+    log = io.StringIO()
+    report = progress.Progress("blk x86_64/qemu-linux-smp repetition 1", runs=1, per_run=10, unit="reads", log=log,
+                               out=None, every_s=0.1)
+    res = guest.run_guest([str(fake_qemu), "progress"], tmp_path / "c.log", 20, report=report)
+    assert res.lines[-1].startswith("RESULT blk") and "progress 8/10 reads" in res.lines  # parsers skip it
+    said = log.getvalue().splitlines()
+    assert any(", booting, " in line and "0 reads" in line for line in said), said
+    assert any("8/10 reads (80%), booted in 0 s, running its job" in line and "ETA" in line for line in said), said
+
+
+def test_a_failing_progress_handler_does_not_stall_the_guest(fake_qemu: Path, tmp_path: Path) -> None:
+    """The console reader must go on draining QEMU whatever the handler does."""
+    def broken(line: str) -> None:
+        raise ValueError("bad line")
+
+    res = guest.run_guest([str(fake_qemu), "progress"], tmp_path / "c.log", 20, on_line=broken)
+    assert res.status == 0 and "UNIKIO-END status=0" in (tmp_path / "c.log").read_text()

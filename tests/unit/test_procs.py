@@ -255,3 +255,30 @@ def test_jobs_get_their_sigterm_even_when_snakemake_leaves_at_once(tmp_path):
     assert "KeyboardInterrupt" in proc.stderr and proc.returncode != 0
     assert time.monotonic() - start < 5
     assert marker.read_text() == "stopped"
+
+
+def test_stderr_lines_arrive_while_the_child_runs(tmp_path):
+    """on_stderr_line sees each line when it is written, not at exit; stdout and stderr still come back whole."""
+    seen = []
+    script = "import sys, time\nfor i in range(3):\n    print(f'progress {i}/3 reads', file=sys.stderr, flush=True)\n" \
+             "    time.sleep(0.3)\nprint('RESULT done')\n"
+    start = time.monotonic()
+    proc = procs.run([sys.executable, "-c", script], timeout_s=10,
+                     on_stderr_line=lambda line: seen.append((line, time.monotonic() - start)))
+    assert proc.returncode == 0 and proc.stdout == "RESULT done\n"
+    assert proc.stderr == "".join(f"progress {i}/3 reads\n" for i in range(3))
+    assert [line for line, _ in seen] == [f"progress {i}/3 reads\n" for i in range(3)]
+    assert seen[0][1] < 0.25  # the first line came before the child's 0.9 s were over
+
+
+def test_a_streaming_run_is_stopped_on_timeout_and_by_its_watch(tmp_path):
+    with pytest.raises(subprocess.TimeoutExpired):
+        procs.run(["sleep", "100"], timeout_s=0.3, on_stderr_line=lambda line: None)
+    with pytest.raises(procs.Stopped, match="the guest is gone"):
+        procs.run(["sleep", "100"], timeout_s=10, watch=lambda: "the guest is gone", on_stderr_line=lambda line: None)
+    assert procs.stop_all() == []
+
+
+def test_streaming_needs_piped_text():
+    with pytest.raises(ValueError, match="on_stderr_line needs text mode"):
+        procs.run(["true"], timeout_s=1, stdout=subprocess.DEVNULL, on_stderr_line=lambda line: None)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from unikio import guest, net, results, testbed
+from unikio import guest, net, progress, results, testbed
 from unikio.testbed import TestbedError
 
 LOG = "/r/console.log"
@@ -387,3 +387,22 @@ def test_run_job_names_what_is_missing(tmp_path: Path) -> None:
     tb = testbed.Testbed(qemu=tmp_path / "nope", kernel=tmp_path / "k", base_initrd=tmp_path / "b")
     with pytest.raises(TestbedError, match="testbed QEMU not found"):
         testbed.run_job(tb, "exit 0\n", tmp_path, tmp_path / "c.log", 1)
+
+
+def test_each_framed_measurement_is_one_run_of_the_progress():
+    """follow_markers: TB-BEGIN starts a run, progress lines move it, TB-END closes it; other lines are ignored."""
+    log = io.StringIO()
+    report = progress.Progress("blk aarch64/host (testbed)", runs=2, per_run=100, unit="reads", log=log, out=None,
+                               every_s=0)
+    on_line = testbed.follow_markers(report)
+    on_line("TB-BEGIN kind=host-blk rep=1")
+    assert report.detail == "host-blk rep 1 in the testbed" and report.done == 0
+    on_line("progress 40/100 reads")
+    on_line("RESULT blk reads=100 block_size=512 total_ns=5")
+    assert report.done == 40
+    on_line("TB-END kind=host-blk rep=1 status=0")
+    assert report.done == 100
+    on_line("TB-BEGIN kind=host-blk rep=2")
+    on_line("guest: progress 90/100 reads")  # a nested guest's relayed line is not this job's own
+    assert report.done == 100 and report.detail == "host-blk rep 2 in the testbed"
+    assert "100/200 reads (50%)" in log.getvalue().splitlines()[-1]

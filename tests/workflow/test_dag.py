@@ -30,8 +30,8 @@ def test_fresh_project_plans_the_whole_chain(project):
 def planned(dry_run_output: str) -> list[dict[str, str]]:
     """Each planned job of a dry run: its rule, output, threads (1 when not shown) and priority (0 when not shown)."""
     jobs = []
-    for block in re.split(r"\n(?=rule \w+:\n)", dry_run_output):
-        m = re.match(r"rule (\w+):\n", block)
+    for block in re.split(r"\n(?=(?:rule|checkpoint) \w+:\n)", dry_run_output):
+        m = re.match(r"(?:rule|checkpoint) (\w+):\n", block)
         if not m:
             continue
         fields = dict(re.findall(r"^    (\w+): (.*)$", block, re.M))
@@ -45,13 +45,27 @@ def test_measurements_take_every_core_so_nothing_runs_beside_them(project):
     proc = snakemake(project, "-n")  # testkit runs with --cores 4
     assert proc.returncode == 0, proc.stderr
     jobs = planned(proc.stdout)
-    measuring = {m for m in re.findall(r"^rule (\w+):", (REPO / "workflow/rules/experiments.smk").read_text(), re.M)}
+    measuring = measurement_rules()
     raw = [j for j in jobs if j["output"].startswith("results/raw/")]
     assert raw and {j["rule"] for j in raw} <= measuring  # every raw result comes from a measurement rule
     for job in jobs:
         if job["rule"] in measuring:
             assert job["threads"] == "4", job
-    assert {j["rule"] for j in jobs if j["rule"] in measuring} >= {"blk_host_run", "blk_qemu_run", "kvm_probe"}
+    assert {j["rule"] for j in jobs if j["rule"] in measuring} >= {"blk_host_run", "net_qemu_run", "kvm_probe"}
+
+
+def measurement_rules():
+    return set(re.findall(r"^(?:rule|checkpoint) (\w+):", (REPO / "workflow/rules/experiments.smk").read_text(), re.M))
+
+
+def test_linux_guest_block_repetitions_wait_for_the_probe(project):
+    """How many repetitions a Linux-guest block row gets depends on the probe's accelerator (TCG: testbed.blk)."""
+    proc = snakemake(project, "-n")
+    assert proc.returncode == 0, proc.stderr
+    jobs = planned(proc.stdout)
+    assert [j for j in jobs if j["rule"] == "kvm_probe"]
+    assert not [j for j in jobs if j["rule"] == "blk_qemu_run"]
+    assert [j for j in jobs if j["rule"] == "blk_host_run"]  # the other rows are planned at once
 
 
 def test_block_repetitions_interleave_across_platforms(project):
@@ -64,7 +78,7 @@ def test_block_repetitions_interleave_across_platforms(project):
     proc = snakemake(project, "-n")
     assert proc.returncode == 0, proc.stderr
     jobs = planned(proc.stdout)
-    measuring = {m for m in re.findall(r"^rule (\w+):", (REPO / "workflow/rules/experiments.smk").read_text(), re.M)}
+    measuring = measurement_rules()
     prepare = [int(j["priority"]) for j in jobs if j["rule"] not in measuring]
     measure = [j for j in jobs if j["rule"] in measuring]
     by_rep = {}  # {repetition: {(arch, platform): priority}}
@@ -74,7 +88,8 @@ def test_block_repetitions_interleave_across_platforms(project):
             by_rep.setdefault(int(m.group(3)), {})[m.group(1), m.group(2)] = int(j["priority"])
     assert sorted(by_rep) == [1, 2, 3]  # smoke: 3 repetitions
     platforms = set(by_rep[1])
-    assert {p for _, p in platforms} >= {"host", "qemu-linux-smp", "qemu-linux-1core"}, platforms
+    # The Linux-guest rows join once the probe has run (same rep_priority; see the test above).
+    assert {p for _, p in platforms} >= {"host"}, platforms
     # One priority per repetition, the same for every platform, lower for each later one: in priority order the
     # jobs run repetition 1 of every platform, then repetition 2 of every platform, then 3.
     assert [set(by_rep[r]) for r in (1, 2, 3)] == [platforms] * 3
@@ -103,8 +118,8 @@ def test_a_thread_cap_below_the_cores_is_refused(project):
 @pytest.mark.parametrize("override,message", [
     ("blk: {reads: 100000000, block_size: 32768}",
      r"blk.reads x blk.block_size needs a 3125000 MiB disk image in /dev/shm, which has \d+ MiB free"),
-    ("blk: {reads: 2000000}",
-     r"blk.reads x blk.block_size needs a 977 MiB disk image, but the emulated testbed has room for 384 MiB "
+    ("testbed: {blk: {reads: 2000000}}",
+     r"testbed.blk.reads x blk.block_size needs a 977 MiB disk image, but the emulated testbed has room for 384 MiB "
      r"\(testbed.memory_mb=1024 less 384 MiB for its system and guest.memory_mb=256\); raise testbed.memory_mb"),
     ("blk: {block_size: 4000}", r"config key blk.block_size has 4000; allowed values: 512, 1024, 2048, 4096"),
 ])

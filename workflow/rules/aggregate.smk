@@ -3,7 +3,8 @@
 
 rule blk_runs_csv:
     input:
-        rows=blk_row_paths(),
+        rows=blk_row_paths(guest_rows=False),
+        guest_rows=lambda wc: blk_row_paths(guest_rows=True),
     output:
         BLK_RUNS,
     log:

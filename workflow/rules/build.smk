@@ -2,13 +2,6 @@
 # core); none runs beside a measurement, which takes every core (WHOLE_MACHINE).
 
 
-# The between-workflow cached QEMU builds and the rules upstream of them get no
-# code param (add_code_params): it would change the cache key. Their recipe
-# params and the lock files of the fetched sources stand in.
-CACHE_FED_RULES = {"apt_index", "qemu_source", "qemu_source_patched", "qemu_build", "qemu_cross_sysroot",
-                   "qemu_cross_build"}
-
-
 rule qemu_build:
     input:
         QEMU_SRC,

@@ -1,7 +1,11 @@
 # Configuration checks, the run plan and the paths of the output contract.
+import json
+import os
 import sys
+import time
 from pathlib import Path
 
+from snakemake.common import async_run
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
@@ -9,8 +13,9 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from unikio import config as unikio_config  # noqa: E402
-from unikio import aptsrc, codehash, conditions, hostinfo, initramfs, matrix, qemubuild, startup, supervise, version  # noqa: E402
+from unikio import aptsrc, codehash, conditions, counts, estimate, hostinfo, initramfs, matrix, progress, qemubuild, startup, supervise, version  # noqa: E402
 
+PROBE_PATH = "results/raw/probe/{arch}/verdict.json"
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 _problem = unikio_config.explain_invalid(config, unikio_config.load_schema(SCHEMA))
 if _problem:
@@ -30,9 +35,70 @@ _problem = conditions.measure_cpu_problem(config["measure"]["cpu"])
 if _problem:
     raise WorkflowError(_problem)
 
+# The between-workflow cached QEMU builds and the rules upstream of them get no
+# code param (add_code_params): it would change the cache key; their recipe
+# params and the lock files of the fetched sources stand in. The cached ones
+# cannot have a benchmark.tsv (Snakemake): their logs end with the job's time.
+CACHED_RULES = {"qemu_build", "qemu_cross_build"}
+CACHE_FED_RULES = CACHED_RULES | {"apt_index", "qemu_source", "qemu_source_patched", "qemu_cross_sysroot"}
+
+# THE ESTIMATE (unikio.estimate): the run's cost from this machine's earlier
+# results where they exist, else from the model kept in the repository.
+COST_MODEL = Path(workflow.basedir) / "config" / "cost_model.yaml"
+_model = estimate.fit(Path("results"), CACHED_RULES)
+if COST_MODEL.is_file():
+    _model = _model.merged_over(estimate.load_model(COST_MODEL))
+LINUX_ACCEL = {
+    arch: estimate.predict_linux_accel(config["accel"], arch, HOST_ARCH, KVM[0], hostinfo.current_kvm_impl(),
+                                       Path(PROBE_PATH.format(arch=arch)))
+    for arch in config["archs"]
+}
+MEASUREMENTS = estimate.Plan(estimate.planned_measurements(_model, PLAN, config, LINUX_ACCEL), _model.source)
+logger.info(f"measurements: {len(MEASUREMENTS.items)} jobs, about {progress.duration(MEASUREMENTS.seconds)} if all run "
+            f"(model: {MEASUREMENTS.source or 'none'}); the whole plan is printed when the run starts")
+_problem = estimate.too_long(MEASUREMENTS, config)
+if _problem:
+    raise WorkflowError(_problem)
+if workflow.workflow_settings.cache is None:
+    logger.info("note: the between-workflow cache is off, so the QEMU builds are not shared with other checkouts; "
+                "run ./snakemake, or add --cache with SNAKEMAKE_OUTPUT_CACHE set (README, Everyday use)")
+RUN_STARTED = {}
+
+
+def planned_jobs():
+    """The jobs this invocation will run, each with its expected cost (after the DAG is built)."""
+    items = []
+    needrun = list(workflow.dag.needrun_jobs())
+    for job in needrun:
+        cached = False
+        if job.rule.name in CACHED_RULES and workflow.output_file_cache is not None:
+            cached = async_run(workflow.output_file_cache.exists(job))
+        items.append(estimate.estimate_job(_model, job.rule.name, dict(job.wildcards_dict), config, LINUX_ACCEL,
+                                           cached))
+    probing = {j.wildcards_dict["arch"] for j in needrun if j.rule.name == "kvm_probe"}
+    # The Linux-guest block repetitions of an arch whose probe is still to run
+    # are not in the DAG yet (a checkpoint); its network job is, waiting.
+    waiting = [c for c in PLAN if c.arch in probing and c.experiment == "blk" and c.testbed == "native"]
+    items += [i for i in estimate.planned_measurements(_model, waiting, config, LINUX_ACCEL) if i.rule == "blk_qemu_run"]
+    return estimate.Plan(items, _model.source)
+
 
 onstart:
     supervise.forward_cancellation()
+    _plan = planned_jobs()
+    RUN_STARTED.update(t=time.monotonic(), estimate=_plan.seconds)
+    logger.info(_plan.summary())
+    for _item in _plan.slowest():
+        logger.info(f"  {progress.duration(_item.seconds):>12}  {_item.label}")
+
+
+onsuccess:
+    if RUN_STARTED:
+        _took = time.monotonic() - RUN_STARTED["t"]
+        logger.info(f"the run took {progress.duration(_took)} (estimated {progress.duration(RUN_STARTED['estimate'])})")
+        _off = estimate.verdict(RUN_STARTED["estimate"], _took)
+        if _off:
+            logger.warning(_off)
 
 
 # A measurement takes every core Snakemake may use, so the scheduler can place
@@ -64,6 +130,22 @@ def rep_priority(wildcards):
     return PRIORITY_REP_1 + 1 - int(wildcards.rep)
 
 
+BENCHMARKS = "results/benchmarks"
+
+
+def add_benchmarks(rules, cached):
+    """A benchmark.tsv (BENCHMARKS/RULE.WILDCARD....tsv) for every rule that makes files and has none.
+
+    The cached QEMU builds cannot have one (Snakemake): their logs end with the
+    time the job took (unikio.job), which the runtime table reads.
+    """
+    for r in rules:
+        if r.benchmark or r.name in cached or not r.output:
+            continue
+        r.benchmark_modifier = workflow.modifier.path_modifier  # what a benchmark: directive would set
+        r.benchmark = f"{BENCHMARKS}/{r.name}" + "".join(f".{{{w}}}" for w in sorted(r.wildcard_names)) + ".tsv"
+
+
 def prepare_first(rules):
     """Give every rule outside experiments.smk PRIORITY_PREPARE (see MEASUREMENT ORDER)."""
     for r in rules:
@@ -91,7 +173,7 @@ SOLO5_UPSTREAM_LOCK = "results/sources/solo5/lock.json"
 DEBIAN_DEB = "results/sources/{name}-{arch}/package.deb"
 DEBIAN_TREE = "results/build/{name}-{arch}/tree"
 GUEST_BUILD = "results/build/guest/{arch}"
-PROBE = "results/raw/probe/{arch}/verdict.json"
+PROBE = PROBE_PATH
 TESTBED_BASE = "results/build/testbed/{arch}/base.cpio.gz"
 TESTBED_NESTED = "results/build/testbed/{arch}/with-linux-guest.cpio.gz"
 QEMU_CROSS = "results/build/qemu-arm64"
@@ -139,16 +221,53 @@ def add_code_params(rules, keyed_by_recipe):
             r.set_params(code=codehash.code_hash(Path(r.snakefile).parent / r.script))
 
 
-def blk_row_paths():
-    """Row files of every runnable block combination: one per repetition natively, one per testbed boot."""
+# The testbed machine's own settings: without its rows' counts, so a change of
+# testbed.blk reruns no network or exit-floor boot.
+TESTBED_SETTINGS = {k: v for k, v in config["testbed"].items() if k not in counts.EMULATED_KEYS}
+
+
+def probe_verdict(wildcards):
+    """Input function: the KVM probe's verdict for arch (a checkpoint: jobs that need it wait until it ran)."""
+    return checkpoints.kvm_probe.get(arch=wildcards.arch).output[0]
+
+
+def probe_accel(arch):
+    """The accelerator the KVM probe chose for the Linux guest of arch."""
+    return json.loads(Path(checkpoints.kvm_probe.get(arch=arch).output[0]).read_text(encoding="utf-8"))["accel"]
+
+
+def linux_guest_counts(experiment, keys):
+    """Params function: the counts (keys) a Linux-guest job uses; the emulated ones where the probe chose TCG.
+
+    Only those keys: a change of another count does not rerun the job, a change of one of them does.
+    """
+    return lambda wc: {
+        k: counts.settings(config, experiment, probe_accel(wc.arch) == "tcg")[k] for k in keys
+    }
+
+
+def blk_repetitions(c):
+    """Repetitions of a native block row: the emulated count where the Linux guest runs under TCG."""
+    tcg = c.platform.startswith("qemu-linux") and probe_accel(c.arch) == "tcg"
+    return counts.settings(config, "blk", tcg)["repetitions"]
+
+
+def blk_row_paths(guest_rows):
+    """Row files of the runnable block combinations: one per repetition natively, one per testbed boot.
+
+    guest_rows: the native Linux-guest rows (False: every other row), whose
+    repetitions wait for the KVM probe (see blk_repetitions); a separate input
+    function, so the other rows are planned at once.
+    """
     paths = []
     for c in matrix.runnable(PLAN, "blk"):
         if c.testbed == "emulated":
-            paths.append(f"{BLK_TESTBED.format(arch=c.arch, platform=c.platform)}/rows.json")
-        else:
+            if not guest_rows:
+                paths.append(f"{BLK_TESTBED.format(arch=c.arch, platform=c.platform)}/rows.json")
+        elif c.platform.startswith("qemu-linux") == guest_rows:
             paths += [
                 f"{BLK_RAW.format(arch=c.arch, platform=c.platform, rep=rep)}/row.json"
-                for rep in range(1, config["blk"]["repetitions"] + 1)
+                for rep in range(1, blk_repetitions(c) + 1)
             ]
     return paths
 

@@ -66,7 +66,7 @@ rule kvm_exit_floor_run:
         "../scripts/run_exit_floor.py"
 
 
-rule kvm_probe:
+checkpoint kvm_probe:
     input:
         qemu=QEMU_BIN,
         kernel=DEBIAN_TREE.replace("{name}", "kernel"),
@@ -89,7 +89,7 @@ rule blk_qemu_run:
         qemu=QEMU_BIN,
         kernel=DEBIAN_TREE.replace("{name}", "kernel"),
         initramfs=f"{GUEST_BUILD}/initramfs.cpio.gz",
-        probe=PROBE,
+        probe=probe_verdict,
     output:
         row=f"{BLK_RAW}/row.json",
     log:
@@ -99,7 +99,7 @@ rule blk_qemu_run:
     wildcard_constraints:
         platform="qemu-linux-smp|qemu-linux-1core",
     params:
-        reads=config["blk"]["reads"],
+        counts=linux_guest_counts("blk", ["reads"]),
         block_size=config["blk"]["block_size"],
         memory_mb=config["guest"]["memory_mb"],
         timeout_s=config["guest"]["run_timeout_s"],
@@ -138,7 +138,7 @@ rule net_qemu_run:
         qemu=QEMU_BIN,
         kernel=DEBIAN_TREE.replace("{name}", "kernel"),
         initramfs=f"{GUEST_BUILD}/initramfs.cpio.gz",
-        probe=PROBE,
+        probe=probe_verdict,
         icmp_bench=NATIVE_ICMP.format(arch=HOST_ARCH),
     output:
         rows=f"{NET_RAW}/rows.json".replace("{platform}", "qemu-linux"),
@@ -148,8 +148,7 @@ rule net_qemu_run:
         f"{NET_RAW}/benchmark.tsv".replace("{platform}", "qemu-linux")
     params:
         sizes=config["net"]["sizes"],
-        reps=config["net"]["repetitions"],
-        packets=config["net"]["packets"],
+        counts=linux_guest_counts("net", ["packets", "repetitions"]),
         max_loss_pct=config["net"]["max_loss_pct"],
         memory_mb=config["guest"]["memory_mb"],
         timeout_s=config["guest"]["run_timeout_s"],
@@ -179,9 +178,9 @@ rule testbed_run:
         arch=EMULATED_ARCH_RE,
         platform="host|solo5-hvt|qemu-linux-smp|qemu-linux-1core|qemu-linux",
     params:
-        # Only this row's experiment: a blk change must not rerun the net boot.
-        settings=lambda wc: config[wc.experiment],
-        testbed=config["testbed"],
+        # Only this row's experiment, with the emulated counts: a blk change must not rerun the net boot.
+        settings=lambda wc: counts.settings(config, wc.experiment, emulated=True),
+        testbed=TESTBED_SETTINGS,
         mem_mb=config["solo5"]["mem_mb"],
         provider=config["solo5"]["provider"],
         guest_memory_mb=config["guest"]["memory_mb"],
@@ -203,7 +202,7 @@ rule testbed_exit_floor_run:
         arch=EMULATED_ARCH_RE,
     params:
         exits=config["solo5"]["floor_exits"],
-        testbed=config["testbed"],
+        testbed=TESTBED_SETTINGS,
     threads: WHOLE_MACHINE
     script:
         "../scripts/run_testbed.py"

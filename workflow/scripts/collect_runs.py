@@ -8,7 +8,8 @@ sm = snakemake  # noqa: F821
 
 
 def body(log):
-    df = aggregate.collect_rows([Path(p) for p in sm.input.rows], aggregate.COLUMNS[sm.params.experiment])
+    rows = [*sm.input.rows, *sm.input.get("guest_rows", [])]
+    df = aggregate.collect_rows([Path(p) for p in rows], aggregate.COLUMNS[sm.params.experiment])
     df.to_csv(sm.output[0], index=False)
     log.write(f"{len(df)} rows\n")
 

@@ -460,10 +460,12 @@ FIGURES = {"blk": blk_figure, "net": net_figure}
 CAPTIONS = {
     "blk": ("Block reads on {arch}: mean of repetitions, ms (sd = spread); us_per_read and ratio_<host> "
             "compare per read with the original study (no ratio for TCG, emulated-testbed or software-assisted "
-            "KVM rows). Measured by pipeline {versions}."),
+            "KVM rows). runs x reads: the counts each row used; emulated rows (TCG, emulated testbed) use "
+            "testbed.blk's. Measured by pipeline {versions}."),
     "net": ("ICMP echo round trips on {arch}: packets per second, mean over repetitions (pps_sd = spread), "
             "per platform and data size; packets per run, lost_pct = lost / sent over all runs (%); "
             "beside the original study (no ratio for TCG, emulated-testbed or software-assisted KVM rows). "
+            "runs x packets: the counts each row used; emulated rows (TCG, emulated testbed) use testbed.net's. "
             "Measured by pipeline {versions}."),
     "overhead": ("Per-read cost on {arch} against the physical floor: the smallest KVM exit round trip measured "
                  "on this machine (ns); overhead = total - pread per read. Measured by pipeline {versions}."),

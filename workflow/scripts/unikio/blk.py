@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from . import conditions, guest, hostinfo, loopdev, procs, results, solo5
+from . import conditions, guest, hostinfo, loopdev, procs, progress, results, solo5
 from .errors import PipelineError
 
 
@@ -120,7 +120,9 @@ def qemu_linux_row(qemu: Path, kernel: Path, initrd: Path, arch: str, platform: 
             log.flush()
             # The guest's boot is inside: block rows boot once per repetition, and QEMU reports at exit.
             with conditions.around() as cond:
-                res = guest.run_guest(cmd, console_log, timeout_s, env={"PREAD_STATS_FILE": str(stats)})
+                res = guest.run_guest(cmd, console_log, timeout_s, env={"PREAD_STATS_FILE": str(stats)},
+                                      report=progress.Progress(f"blk {arch}/{platform} repetition {rep}", runs=1,
+                                                               per_run=reads, unit="reads", log=log))
         log.write(f"boot to benchmark: {res.boot_s:.2f} s, whole run: {res.total_s:.2f} s\n")
         log.write(f"conditions: {cond.values}\n")
         pread = read_stats(stats, qemu.name, log)

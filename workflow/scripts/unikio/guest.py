@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from . import hostinfo, procs
+from . import hostinfo, procs, progress
 from .errors import PipelineError
 
 ARCHES = ("x86_64", "aarch64")
@@ -264,12 +264,19 @@ def _scan_line(con: _Console, line: str, now: float) -> None:
         con.panic = True
 
 
-def _read_stdout(stream: IO[bytes], con: _Console, log: IO[bytes], t0: float) -> None:
+def _read_stdout(stream: IO[bytes], con: _Console, log: IO[bytes], t0: float,
+                 on_line: Callable[[str], object] | None) -> None:
     procs.block_cancel_signals()
     for raw in iter(stream.readline, b""):
         log.write(raw)
         log.flush()
-        _scan_line(con, clean_console_line(raw), time.monotonic() - t0)
+        line = clean_console_line(raw)
+        _scan_line(con, line, time.monotonic() - t0)
+        if on_line is not None:
+            try:
+                on_line(line)
+            except Exception:  # noqa: BLE001 - progress is never worth a reader that stops draining QEMU
+                on_line = None
 
 
 def _read_stderr(stream: IO[bytes], sink: list[str], fatal: threading.Event) -> None:
@@ -300,6 +307,8 @@ def run_guest(
     on_begin: Callable[[Callable[[str], None], Callable[[], str | None]], None] | None = None,
     check_status: bool = True,
     begin_timeout_s: float | None = None,
+    report: progress.Progress | None = None,
+    on_line: Callable[[str], object] | None = None,
 ) -> GuestResult:
     """Run QEMU (serial on stdio), enforce the time limits, parse the markers.
 
@@ -313,7 +322,10 @@ def run_guest(
     Raises GuestError on a time limit, kernel panic, UNIKIO-ERROR, a missing
     UNIKIO-END, a non-zero QEMU exit status, a failed ``on_begin``, or
     (``check_status``) a non-zero job status.  QEMU is stopped on every way
-    out, a cancellation of the job included.
+    out, a cancellation of the job included. ``report`` says where the run is
+    while it lasts: booting, then what ``on_line`` (default:
+    ``report.bench_line``) makes of each console line, such as a benchmark's
+    progress lines.
     """
     log_path = Path(console_log)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -328,7 +340,11 @@ def run_guest(
         except OSError as exc:
             raise GuestError(f"cannot start {cmd[0]}: {exc} (console log: {log_path})") from exc
         # Daemon readers: a job that is cancelled never waits for them.
-        out_t = threading.Thread(target=_read_stdout, args=(proc.stdout, con, log, t0), daemon=True)
+        if on_line is None and report is not None:
+            on_line = report.bench_line
+        if report is not None:
+            report.phase("booting")
+        out_t = threading.Thread(target=_read_stdout, args=(proc.stdout, con, log, t0, on_line), daemon=True)
         err_t = threading.Thread(target=_read_stderr, args=(proc.stderr, stderr_lines, fatal), daemon=True)
         out_t.start()
         err_t.start()
@@ -362,8 +378,14 @@ def run_guest(
                     f"the job ran longer than {timeout_s:g} s after UNIKIO-BEGIN")
 
         reason = None
+        booted = False
         try:
             while proc.poll() is None:
+                if report is not None:
+                    if not booted and con.begin_at is not None:
+                        booted = True
+                        report.started(f"booted in {con.begin_at:.0f} s, running its job")
+                    report.tick()
                 if fatal.is_set():
                     time.sleep(0.2)  # let the rest of the message arrive
                     reason = "QEMU reported: " + _first_line(

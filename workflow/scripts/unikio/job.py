@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -65,6 +66,7 @@ def run(snakemake: Any, body: Callable[[IO[str]], None]) -> None:
     """Run body(log); any failure becomes one stderr line naming the rule and the log, exit status non-zero."""
     cancel_on_signals()
     log_path = snakemake.log[0]
+    start = time.monotonic()
     with open(log_path, "w", encoding="utf-8") as log:
         try:
             body(log)
@@ -73,6 +75,8 @@ def run(snakemake: Any, body: Callable[[IO[str]], None]) -> None:
             _remove_outputs(snakemake.output)
             _fail(snakemake.rule, log_path, log, exc)
         _stop_children(log)
+        # The time of rules that cannot have a benchmark.tsv (they feed the between-workflow cache).
+        log.write(f"job took {time.monotonic() - start:.1f} s\n")
 
 
 def _stop_children(log: IO[str]) -> None:

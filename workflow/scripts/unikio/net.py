@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from . import conditions, guest, hostinfo, netns, procs, results, solo5
+from . import conditions, guest, hostinfo, netns, procs, progress, results, solo5
 from .errors import PipelineError
 
 HOST_CIDR = "10.0.0.1/24"
@@ -34,6 +34,15 @@ def row(*, arch: str, platform: str, provider: str, accel: str, rep: int, result
 
 
 ICMP_NO_ARP, ICMP_TOO_MANY_LOST = 3, 4
+# icmp_bench's progress lines: often enough for a report every progress.EVERY_S.
+BENCH_PROGRESS_S = 10
+
+
+def job_progress(arch: str, platform: str, sizes: list[int], reps: int, packets: int,
+                 log: IO[str]) -> progress.Progress:
+    """The progress of a network job: every size and repetition, packets each."""
+    return progress.Progress(f"net {arch}/{platform}", runs=reps * len(sizes), per_run=packets, unit="packets",
+                             log=log)
 
 
 def icmp_timeout_s(packets: int) -> float:
@@ -43,7 +52,8 @@ def icmp_timeout_s(packets: int) -> float:
 
 def ping_all(ns: netns.NetNs, icmp_bench: Path, sizes: list[int], reps: int, packets: int, max_loss_pct: float,
              log: IO[str], make_row: Callable[[int, dict[str, Any]], dict[str, Any]],
-             guest_gone: Callable[[], str | None] = lambda: None, cpu: int | None = None) -> list[dict[str, Any]]:
+             guest_gone: Callable[[], str | None] = lambda: None, cpu: int | None = None,
+             report: progress.Progress | None = None) -> list[dict[str, Any]]:
     """icmp_bench inside the namespace for every size and repetition, pinned to cpu (measure.cpu).
 
     Repetition 1 of every size, then repetition 2 of every size, and so on, so
@@ -51,19 +61,30 @@ def ping_all(ns: netns.NetNs, icmp_bench: Path, sizes: list[int], reps: int, pac
     ``guest_gone`` says why the answering side has stopped (or None while it
     runs): icmp_bench is stopped as soon as it does, and the guest's end is
     reported rather than lost packets. Each row gets the conditions around
-    its own icmp_bench run and the CPU it ran on.
+    its own icmp_bench run and the CPU it ran on. ``report`` gets icmp_bench's
+    progress lines.
     """
     rows = []
+
+    def watch() -> str | None:
+        if report is not None:
+            report.tick()  # between icmp_bench's own lines too
+        return guest_gone()
+
     for rep in range(1, reps + 1):
         for size in sizes:
             argv = [*ns.exec_prefix(), *conditions.pinned(
                 [str(icmp_bench), "--ifname", ns.tap, "--src-ip", HOST_CIDR.split("/")[0], "--dst-ip", GUEST_IP,
-                 "--size", str(size), "--count", str(packets), "--max-loss-pct", str(max_loss_pct)], cpu)]
+                 "--size", str(size), "--count", str(packets), "--max-loss-pct", str(max_loss_pct),
+                 "--progress-s", str(BENCH_PROGRESS_S)], cpu)]
             log.write(f"$ {procs.command_line(argv)}\n")
             log.flush()
+            if report is not None:
+                report.begin_run(f"size {size} B, repetition {rep}/{reps}")
             try:
                 with conditions.around() as cond:
-                    proc = procs.run(argv, timeout_s=icmp_timeout_s(packets), watch=guest_gone)
+                    proc = procs.run(argv, timeout_s=icmp_timeout_s(packets), watch=watch,
+                                     on_stderr_line=report.bench_line if report is not None else None)
             except subprocess.TimeoutExpired:
                 raise PipelineError(f"icmp_bench ran longer than {icmp_timeout_s(packets):g} s at size {size}, "
                                     f"repetition {rep}" + _because(guest_gone())) from None
@@ -81,6 +102,8 @@ def ping_all(ns: netns.NetNs, icmp_bench: Path, sizes: list[int], reps: int, pac
                                     f"more than net.max_loss_pct={max_loss_pct}" + _because(guest_gone()))
             log.write(f"conditions: {cond.values}\n")
             rows.append({**make_row(rep, result), **cond.values, "pinned_cpu": cpu})
+            if report is not None:
+                report.end_run()
     return rows
 
 
@@ -114,7 +137,8 @@ def solo5_rows(tender: Path, ping_serve: Path, icmp_bench: Path, arch: str, prov
         try:
             rows = ping_all(ns, icmp_bench, sizes, reps, packets, max_loss_pct, log,
                             lambda rep, res: row(arch=arch, platform="solo5-hvt", provider=provider, accel="kvm",
-                                                 rep=rep, result=res), guest_gone=gone, cpu=cpu)
+                                                 rep=rep, result=res), guest_gone=gone, cpu=cpu,
+                            report=job_progress(arch, "solo5-hvt", sizes, reps, packets, log))
             ended = gone()
             if ended:
                 raise PipelineError(f"the measurement ended, but {ended}")
@@ -131,6 +155,7 @@ def linux_rows(qemu: Path, kernel: Path, initrd: Path, icmp_bench: Path, arch: s
     vhost = os.path.exists("/dev/vhost-net")
     log.write(f"vhost-net: {'on' if vhost else 'off (no /dev/vhost-net)'}\n")
     rows: list[dict[str, Any]] = []
+    report = job_progress(arch, "qemu-linux", sizes, reps, packets, log)
     with netns.tap_namespace("unikio-net", HOST_CIDR) as ns:
         job = {"bench": "net", "ip": f"{GUEST_IP}/24", "net_timeout": int(timeout_s)}
         cmd = [*ns.exec_prefix(), *guest.linux_guest_command(
@@ -143,11 +168,12 @@ def linux_rows(qemu: Path, kernel: Path, initrd: Path, icmp_bench: Path, arch: s
             try:
                 rows.extend(ping_all(ns, icmp_bench, sizes, reps, packets, max_loss_pct, log,
                                      lambda rep, res: row(arch=arch, platform="qemu-linux", provider="",
-                                                          accel=accel, rep=rep, result=res), guest_gone, cpu))
+                                                          accel=accel, rep=rep, result=res), guest_gone, cpu,
+                                     report))
             finally:
                 send("quit")
 
-        res = guest.run_guest(cmd, console_log, timeout_s, on_begin=benchmark)
+        res = guest.run_guest(cmd, console_log, timeout_s, on_begin=benchmark, report=report)
         log.write(f"boot to benchmark: {res.boot_s:.2f} s, whole run: {res.total_s:.2f} s\n")
     if len(rows) != len(sizes) * reps:
         raise PipelineError(f"the guest run ended before every size and repetition was measured ({console_log})")

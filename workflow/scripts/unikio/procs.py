@@ -98,13 +98,20 @@ WATCH_EVERY_S = 0.1
 
 def run(argv: Sequence[str | Path], *, timeout_s: float | None, env: Mapping[str, str] | None = None,
         cwd: Path | str | None = None, stdout: Any = subprocess.PIPE, stderr: Any = subprocess.PIPE,
-        text: bool = True, watch: Callable[[], str | None] | None = None) -> subprocess.CompletedProcess[Any]:
+        text: bool = True, watch: Callable[[], str | None] | None = None,
+        on_stderr_line: Callable[[str], None] | None = None) -> subprocess.CompletedProcess[Any]:
     """Like subprocess.run(check=False), but the child's whole group is stopped on timeout or any exception.
 
     Raises subprocess.TimeoutExpired after stopping it when it outlives
     ``timeout_s``, and Stopped (with watch's reason) as soon as ``watch``,
     asked every WATCH_EVERY_S while the child runs, returns a reason.
+    ``on_stderr_line`` gets each stderr line as it comes (progress lines),
+    and stderr is still returned whole (text mode and piped stdout/stderr only).
     """
+    if on_stderr_line is not None:
+        if not (text and stdout is subprocess.PIPE and stderr is subprocess.PIPE):
+            raise ValueError("on_stderr_line needs text mode with stdout and stderr piped")
+        return _run_streaming(argv, timeout_s=timeout_s, env=env, cwd=cwd, watch=watch, on_stderr_line=on_stderr_line)
     proc = start(argv, env=env, cwd=cwd, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, text=text)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:
@@ -126,6 +133,48 @@ def run(argv: Sequence[str | Path], *, timeout_s: float | None, env: Mapping[str
         raise
     forget(proc)
     return subprocess.CompletedProcess(list(map(str, argv)), proc.returncode, out, err)
+
+
+def _run_streaming(argv: Sequence[str | Path], *, timeout_s: float | None, env: Mapping[str, str] | None,
+                   cwd: Path | str | None, watch: Callable[[], str | None] | None,
+                   on_stderr_line: Callable[[str], None]) -> subprocess.CompletedProcess[Any]:
+    """run() with stderr read line by line in a thread (communicate() would hold it back until exit)."""
+    proc = start(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                 text=True)
+    out: list[str] = []
+    err: list[str] = []
+
+    def read_stdout() -> None:
+        block_cancel_signals()
+        assert proc.stdout is not None
+        out.append(proc.stdout.read())
+
+    def read_stderr() -> None:
+        block_cancel_signals()
+        assert proc.stderr is not None
+        for line in iter(proc.stderr.readline, ""):
+            err.append(line)
+            on_stderr_line(line)
+
+    readers = [threading.Thread(target=f, daemon=True) for f in (read_stdout, read_stderr)]
+    for t in readers:
+        t.start()
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    try:
+        while proc.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(list(map(str, argv)), timeout_s or 0)
+            reason = watch() if watch is not None else None
+            if reason:
+                raise Stopped(reason)
+            time.sleep(WATCH_EVERY_S)
+    except BaseException:
+        stop(proc)
+        raise
+    for t in readers:
+        t.join(STOP_WAIT_S)  # a grandchild holding the pipes open must not hang the job
+    forget(proc)
+    return subprocess.CompletedProcess(list(map(str, argv)), proc.returncode, "".join(out), "".join(err))
 
 
 def command_line(argv: Sequence[str | Path], env: Mapping[str, str] | None = None) -> str:

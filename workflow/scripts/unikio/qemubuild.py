@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -9,7 +10,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from . import procs
+from . import procs, progress
 from .errors import PipelineError
 
 # Only what the study needs, and the same on every machine: without
@@ -43,20 +44,35 @@ def configure_argv(src: Path, targets: list[str], flags: list[str]) -> list[str]
     return [str(src / "configure"), f"--target-list={','.join(targets)}", *flags]
 
 
+def run_step(what: str, argv: list[str], *, product: str, cwd: Path | str, env: dict[str, str],
+             log: IO[str]) -> float:
+    """One step of a QEMU build (configure, make) with its output in log; its seconds.
+
+    make's ninja steps ([N/M]) become progress lines with an ETA (unikio.progress).
+    """
+    start = time.monotonic()
+    log.write("$ " + shlex.join(argv) + "\n")
+    log.flush()
+    report = progress.Progress(f"{product} build", runs=1, per_run=1, unit="steps", log=None)
+    report.phase(what)
+    watch = progress.build_watch(report, log.name)
+    # procs.run: a cancelled build stops its whole process group, compilers included.
+    proc = procs.run(argv, timeout_s=None, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                     watch=watch)
+    took = time.monotonic() - start
+    log.write(f"# {what} took {took:.1f} s\n")
+    if proc.returncode != 0:
+        raise PipelineError(f"{what} for {product} failed with status {proc.returncode}")
+    return took
+
+
 def build(src: Path, install: Path, targets: list[str], flags: list[str], jobs: int, log: IO[str]) -> None:
     src = src.resolve()
     install.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=install.parent, prefix=".qemu-build-") as build_dir:
-        for argv in (configure_argv(src, targets, flags), ["make", f"-j{jobs}", *binaries(targets)]):
-            start = time.monotonic()
-            log.write("$ " + " ".join(argv) + "\n")
-            log.flush()
-            # procs.run: a cancelled build stops its whole process group, compilers included.
-            proc = procs.run(argv, timeout_s=None, cwd=build_dir, stdout=log, stderr=subprocess.STDOUT,
-                             env={"LC_ALL": "C", "PATH": SYSTEM_PATH})
-            log.write(f"# {argv[0]} took {time.monotonic() - start:.1f} s\n")
-            if proc.returncode != 0:
-                raise PipelineError(f"{Path(argv[0]).name} for QEMU failed with status {proc.returncode}")
+        for what, argv in (("configure", configure_argv(src, targets, flags)),
+                           ("make", ["make", f"-j{jobs}", *binaries(targets)])):
+            run_step(what, argv, product="QEMU", cwd=build_dir, env={"LC_ALL": "C", "PATH": SYSTEM_PATH}, log=log)
         bindir = install / "bin"
         bindir.mkdir(exist_ok=True)
         for name in binaries(targets):

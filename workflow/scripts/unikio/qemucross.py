@@ -18,13 +18,12 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from . import procs, qemubuild
+from . import progress, qemubuild
 from .aptsrc import PrivateApt
 from .errors import PipelineError
 
@@ -144,6 +143,8 @@ def build_sysroot(apt: PrivateApt, packages: Mapping[str, str], sysroot: Path, d
     """Download every package's arm64 .deb into debs and unpack it into sysroot; returns the .debs."""
     sysroot.mkdir(parents=True, exist_ok=True)
     files = []
+    report = progress.Progress("arm64 sysroot", runs=1, per_run=len(packages), unit="packages", log=log)
+    report.phase("downloading and unpacking")
     for name, version in sorted(packages.items()):
         deb = debs / deb_filename(name, version)
         if not deb.is_file():
@@ -154,6 +155,7 @@ def build_sysroot(apt: PrivateApt, packages: Mapping[str, str], sysroot: Path, d
         if proc.returncode != 0:
             raise PipelineError(f"dpkg-deb -x {deb.name} failed: {proc.stderr.strip() or proc.returncode}")
         files.append(deb)
+        report.set_done(len(files))
     relink_absolute_symlinks(sysroot)
     return files
 
@@ -261,14 +263,7 @@ def build(src: Path, sysroot: Path, install: Path, jobs: int, log: IO[str], *, s
         steps = [("configure", qemubuild.configure_argv(src, list(TARGETS), configure_flags(sysroot, static=static))),
                  ("make", ["make", f"-j{jobs}", *names])]
         for what, argv in steps:
-            start = time.monotonic()
-            log.write("$ " + shlex.join(argv) + "\n")
-            log.flush()
-            proc = procs.run(argv, timeout_s=None, cwd=build_dir, stdout=log, stderr=subprocess.STDOUT, env=env)
-            times[what] = time.monotonic() - start
-            log.write(f"# {what} took {times[what]:.1f} s\n")
-            if proc.returncode != 0:
-                raise PipelineError(f"{what} for the arm64 QEMU failed with status {proc.returncode}")
+            times[what] = qemubuild.run_step(what, argv, product="the arm64 QEMU", cwd=build_dir, env=env, log=log)
         for name in names:
             out = bindir / name
             shutil.copy2(build_dir / name, out)

@@ -36,11 +36,13 @@ def check_disk_room(config: dict[str, Any], plan: Sequence[Combination], tmpfs: 
                     f"free beside it; lower blk.reads or blk.block_size, or free space in {tmpfs}")
     emulated = [c for c in blk if c.testbed == "emulated"]
     if emulated:
+        need = disk_bytes(config["testbed"]["blk"]["reads"], config["blk"]["block_size"])
         guest_mb = config["guest"]["memory_mb"] if any(c.platform.startswith("qemu-linux") for c in emulated) else 0
         room_mb = config["testbed"]["memory_mb"] - TESTBED_RESERVED_MB - guest_mb
         if need // MIB > room_mb:
-            return (f"{size}, but the emulated testbed has room for {max(room_mb, 0)} MiB (testbed.memory_mb="
+            return (f"testbed.blk.reads x blk.block_size needs a {need // MIB} MiB disk image, but the emulated "
+                    f"testbed has room for {max(room_mb, 0)} MiB (testbed.memory_mb="
                     f"{config['testbed']['memory_mb']} less {TESTBED_RESERVED_MB} MiB for its system"
                     + (f" and guest.memory_mb={guest_mb}" if guest_mb else "")
-                    + "); raise testbed.memory_mb or lower blk.reads")
+                    + "); raise testbed.memory_mb or lower testbed.blk.reads")
     return None

@@ -28,12 +28,12 @@ import gzip
 import os
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from . import conditions, guest, hostinfo, initramfs, loopdev, net, procs, results
+from . import conditions, guest, hostinfo, initramfs, loopdev, net, procs, progress, results
 from .errors import PipelineError
 
 ARCH = "aarch64"
@@ -489,7 +489,7 @@ def _last_message(seg: Segment) -> str:
     lines = [ln.strip() for ln in seg.lines if ln.strip()]
     # A program's own complaint says more than its result line.
     for line in reversed(lines):
-        if not line.startswith(("RESULT ", "pread_calls=")):
+        if not line.startswith(("RESULT ", "pread_calls=")) and progress.parse_bench_line(line) is None:
             return line
     return lines[-1] if lines else "no message"
 
@@ -628,13 +628,29 @@ class TestbedRun:
     __test__ = False
 
 
+def follow_markers(report: progress.Progress) -> Callable[[str], None]:
+    """A console-line handler: each framed measurement is one run of report, with its progress lines within."""
+
+    def on_line(line: str) -> None:
+        mark = _marker(line)
+        if mark is None:
+            report.bench_line(line)
+        elif mark[0] == "BEGIN":
+            seg = _segment(mark[1], mark[2], [], 0)
+            report.begin_run(f"{seg.label()} in the testbed")
+        else:
+            report.end_run()
+
+    return on_line
+
+
 def run_job(testbed: Testbed, script: str, work_dir: Path, console_log: Path, timeout_s: float,
-            log: IO[str] | None = None) -> TestbedRun:
+            log: IO[str] | None = None, report: progress.Progress | None = None) -> TestbedRun:
     """Boot the testbed once with this job; every failure is one TestbedError line naming the console log.
 
     The boot gets ``testbed.boot_timeout_s`` to reach the job, which then gets
     ``timeout_s`` (enforced inside the testbed too).  The per-run initrd is written into work_dir and
-    deleted afterwards.
+    deleted afterwards.  ``report`` follows the job's framed measurements (follow_markers).
     """
     for what, path in (("QEMU", testbed.qemu), ("kernel", testbed.kernel), ("base initramfs", testbed.base_initrd)):
         if not Path(path).is_file():
@@ -654,7 +670,8 @@ def run_job(testbed: Testbed, script: str, work_dir: Path, console_log: Path, ti
         # snapshots frame the whole boot.
         with conditions.around() as cond:
             res = guest.run_guest(cmd, console_log, timeout_s, check_status=False,
-                                  begin_timeout_s=testbed.boot_timeout_s)
+                                  begin_timeout_s=testbed.boot_timeout_s, report=report,
+                                  on_line=follow_markers(report) if report is not None else None)
     except guest.GuestError as exc:
         raise TestbedError(str(exc).replace("guest run failed", "testbed run failed", 1)) from None
     finally:
@@ -677,11 +694,16 @@ def run_job(testbed: Testbed, script: str, work_dir: Path, console_log: Path, ti
                       lines=res.lines, kvm_impl=hostinfo.arm64_kvm_mode(kvm_line), conditions=cond.values)
 
 
+def _progress(label: str, runs: int, per_run: int, unit: str, log: IO[str] | None) -> progress.Progress:
+    return progress.Progress(f"{label} (testbed)", runs=runs, per_run=per_run, unit=unit, log=log)
+
+
 def host_blk(testbed: Testbed, *, reads: int, block_size: int, reps: int, work_dir: Path, console_log: Path,
              timeout_s: float, log: IO[str] | None = None) -> tuple[list[dict[str, Any]], TestbedRun]:
     """The block experiment's host row inside the testbed: one boot, every repetition."""
     run = run_job(testbed, job_script([host_blk_fragment(reads, block_size, reps)]), work_dir, console_log,
-                  timeout_s, log)
+                  timeout_s, log,
+                  report=_progress(f"blk {ARCH}/host", reps, reads, "reads", log))
     return blk_rows(run.segments, kind="host-blk", reps=reps, block_size=block_size,
                     console_log=console_log, kvm_impl=run.kvm_impl, cond=run.conditions), run
 
@@ -691,7 +713,8 @@ def tender_blk(testbed: Testbed, *, reads: int, block_size: int, reps: int, mem_
                log: IO[str] | None = None) -> tuple[list[dict[str, Any]], TestbedRun]:
     """The solo5-hvt block row under the testbed's KVM: one boot, every repetition."""
     run = run_job(testbed, job_script([tender_blk_fragment(reads, block_size, reps, mem_mb)]), work_dir,
-                  console_log, timeout_s, log)
+                  console_log, timeout_s, log,
+                  report=_progress(f"blk {ARCH}/solo5-hvt", reps, reads, "reads", log))
     return blk_rows(run.segments, kind="tender-blk", reps=reps, block_size=block_size, console_log=console_log,
                     provider=provider, kvm_impl=run.kvm_impl, cond=run.conditions), run
 
@@ -701,7 +724,8 @@ def qemu_blk(testbed: Testbed, *, platform: str, reads: int, block_size: int, re
              ) -> tuple[list[dict[str, Any]], TestbedRun]:
     """A Linux-guest block row under QEMU/KVM inside the testbed: one testbed boot, a guest boot per repetition."""
     script = job_script([qemu_blk_fragment(platform, reads, block_size, reps, memory_mb, testbed.smp)])
-    run = run_job(testbed, script, work_dir, console_log, timeout_s, log)
+    run = run_job(testbed, script, work_dir, console_log, timeout_s, log,
+                  report=_progress(f"blk {ARCH}/{platform}", reps, reads, "reads", log))
     return blk_rows(run.segments, kind="qemu-blk", reps=reps, block_size=block_size, console_log=console_log,
                     platform=platform, kvm_impl=run.kvm_impl, cond=run.conditions), run
 
@@ -712,7 +736,8 @@ def qemu_net(testbed: Testbed, *, sizes: Sequence[int], reps: int, packets: int,
     """The network experiment's qemu-linux row: the Linux guest under QEMU/KVM inside the testbed."""
     script = job_script([qemu_net_fragment(sizes, reps, packets, max_loss_pct, memory_mb, int(timeout_s),
                                            testbed.smp)])
-    run = run_job(testbed, script, work_dir, console_log, timeout_s, log)
+    run = run_job(testbed, script, work_dir, console_log, timeout_s, log,
+                  report=_progress(f"net {ARCH}/qemu-linux", reps * len(sizes), packets, "packets", log))
     return net_rows(run.segments, sizes=sizes, reps=reps, console_log=console_log, kind="qemu-net",
                     kvm_impl=run.kvm_impl, cond=run.conditions), run
 
@@ -720,7 +745,8 @@ def qemu_net(testbed: Testbed, *, sizes: Sequence[int], reps: int, packets: int,
 def exit_floor(testbed: Testbed, *, exits: int, work_dir: Path, console_log: Path, timeout_s: float,
                log: IO[str] | None = None) -> tuple[dict[str, int], TestbedRun]:
     """kvm_exit_floor under the testbed's KVM."""
-    run = run_job(testbed, job_script([exit_floor_fragment(exits)]), work_dir, console_log, timeout_s, log)
+    run = run_job(testbed, job_script([exit_floor_fragment(exits)]), work_dir, console_log, timeout_s, log,
+                  report=_progress(f"KVM exit floor {ARCH}", 1, exits, "exits", log))
     return exit_floor_result(run.segments, console_log), run
 
 
@@ -729,6 +755,7 @@ def tender_net(testbed: Testbed, *, sizes: Sequence[int], reps: int, packets: in
                log: IO[str] | None = None) -> tuple[list[dict[str, Any]], TestbedRun]:
     """The network experiment's solo5-hvt row: ping_serve on the tender, icmp_bench on the testbed's tap."""
     script = job_script([tender_net_fragment(sizes, reps, packets, max_loss_pct, mem_mb)])
-    run = run_job(testbed, script, work_dir, console_log, timeout_s, log)
+    run = run_job(testbed, script, work_dir, console_log, timeout_s, log,
+                  report=_progress(f"net {ARCH}/solo5-hvt", reps * len(sizes), packets, "packets", log))
     return net_rows(run.segments, sizes=sizes, reps=reps, console_log=console_log, provider=provider,
                     kvm_impl=run.kvm_impl, cond=run.conditions), run
