@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from testkit import SMOKE, copy_project, require_root
-from unikio import hostinfo, loopdev
+from unikio import estimate, hostinfo, loopdev
 
 pytestmark = pytest.mark.e2e
 
@@ -43,36 +43,46 @@ class Kind:
     measuring: str        # "process" (program is running) or a console marker in `console`
     console: str
     longer: str           # YAML that makes the measurement last long enough to inject into
-    hang_limit: str       # YAML that shortens the time limit the hang must hit
+    # YAML that shortens the time limit the hang must hit, with {n} for the count: the start-up estimate
+    # refuses counts whose job it expects past the limit, so n is sized from the same model (hang_count).
+    hang_limit: str
     hang_message: str     # regex of the one-line error once that limit fires
+    hang_cost: tuple[str, int, float] = ("", 1, 0.0)  # the estimate's row kind, its units per n, the limit (s)
     needs_kvm: bool = False
     slow: bool = False
 
 
+# The Linux guest's kinds set both count keys: testbed.* under TCG (an emulated row), blk/net under KVM. Each
+# kind keeps only the rows that fit its limits: the start-up estimate refuses counts any planned job cannot meet.
 KINDS = [
     Kind("host block", "results/raw/blk/x86_64/host/rep1/row.json", "results/build/native/x86_64/blk_bench",
-         "process", "", "blk: {reads: 600000}", "blk: {reads: 600000, timeout_s: 8}",
-         r"blk_bench on /dev/loop\d+ ran longer than blk.timeout_s=8 s"),
+         "process", "", "blk: {reads: 600000}", "blk: {{platforms: [host], reads: {n}, timeout_s: 8}}",
+         r"blk_bench on /dev/loop\d+ ran longer than blk.timeout_s=8 s", ("blk/x86_64/host/native", 1, 8)),
     Kind("unikernel block", "results/raw/blk/x86_64/solo5-hvt/rep1/row.json",
          "results/build/solo5-builtin/x86_64/tender", "process", "", "blk: {reads: 400000}",
-         "blk: {reads: 400000, timeout_s: 8}", r"tender on /dev/loop\d+ ran longer than blk.timeout_s=8 s",
-         needs_kvm=True),
+         "blk: {{platforms: [solo5-hvt], reads: {n}, timeout_s: 8}}",
+         r"tender on /dev/loop\d+ ran longer than blk.timeout_s=8 s",
+         ("blk/x86_64/solo5-hvt/native", 1, 8), needs_kvm=True),
     Kind("Linux-guest block", "results/raw/blk/x86_64/qemu-linux-smp/rep1/row.json",
          "results/build/qemu/bin/qemu-system-x86_64", "UNIKIO-BEGIN", "results/raw/blk/x86_64/qemu-linux-smp/rep1/"
-         "console.log", "blk: {reads: 300000}", "blk: {reads: 300000}\nguest: {run_timeout_s: 25}",
-         r"guest run failed: timed out after 25 s"),
+         "console.log", "archs: [x86_64]\nblk: {reads: 300000}\ntestbed: {blk: {reads: 300000}}",
+         "archs: [x86_64]\nblk: {{reads: {n}}}\ntestbed: {{blk: {{reads: {n}}}}}\nguest: {{run_timeout_s: 25}}",
+         r"guest run failed: timed out after 25 s", ("blk/x86_64/qemu-linux-smp/{mode}", 1, 25)),
     # A loss budget of a few packets, so a guest that stops answering fails the run in seconds.
     Kind("unikernel net", "results/raw/net/x86_64/solo5-hvt/rows.json", "results/build/solo5-builtin/x86_64/tender",
          "icmp_bench", "", "net: {packets: 60000, max_loss_pct: 0.01}", "net: {packets: 60000, max_loss_pct: 0.01}",
          r"icmp_bench lost \d+ of 60000 packets at size \d+, more than net.max_loss_pct=0.01", needs_kvm=True),
     # A TCG guest misses a reply now and then: the default loss budget, and the job's own time limit for a hang.
     Kind("Linux-guest net", "results/raw/net/x86_64/qemu-linux/rows.json", "results/build/qemu/bin/qemu-system-x86_64",
-         "icmp_bench", "", "net: {packets: 300000}", "net: {packets: 300000}\nguest: {run_timeout_s: 25}",
-         r"guest run failed: timed out after 25 s"),
+         "icmp_bench", "", "archs: [x86_64]\nnet: {packets: 300000}\ntestbed: {net: {packets: 300000}}",
+         "archs: [x86_64]\nnet: {{packets: {n}}}\ntestbed: {{net: {{packets: {n}}}}}\nguest: {{run_timeout_s: 25}}",
+         r"guest run failed: timed out after 25 s", ("net/x86_64/qemu-linux/{mode}", 4, 25)),  # 2 sizes x 2 runs
     Kind("testbed boot", "results/raw/blk/aarch64/host/testbed/rows.json", "results/build/qemu/bin/qemu-system-aarch64",
-         "TB-BEGIN", "results/raw/blk/aarch64/host/testbed/console.log", "blk: {reads: 60000}",
-         "blk: {reads: 60000}\ntestbed: {timeout_s: 12}", r"the job ran longer than 12 s after UNIKIO-BEGIN",
-         slow=True),
+         "TB-BEGIN", "results/raw/blk/aarch64/host/testbed/console.log",
+         "blk: {platforms: [host]}\nnet: {platforms: []}\ntestbed: {blk: {reads: 60000}}",
+         "blk: {{platforms: [host]}}\nnet: {{platforms: []}}\ntestbed: {{timeout_s: 12, blk: {{reads: {n}}}}}",
+         r"the job ran longer than 12 s after UNIKIO-BEGIN",
+         ("blk/aarch64/host/testbed", 2, 12 + 120), slow=True),  # 2 repetitions; the smoke boot limit, 120 s
 ]
 
 
@@ -304,9 +314,25 @@ def test_guest_killed_from_outside(project, kind):
 
 
 @pytest.mark.parametrize("kind", [case(k) for k in KINDS])
+def hang_overrides(project: Path, kind: Kind) -> str:
+    """kind.hang_limit with a count n whose job the pipeline's own estimate puts at half its limit.
+
+    So the start-up check lets it run, it measures for seconds (enough to hang it), and only the hang hits the limit.
+    """
+    if "{n}" not in kind.hang_limit:
+        return kind.hang_limit
+    row, units_per_n, limit_s = kind.hang_cost
+    verdict = json.loads((project / "results/raw/probe/x86_64/verdict.json").read_text())
+    row = row.format(mode="tcg" if verdict["accel"] == "tcg" else "native")
+    model = estimate.fit(project / "results").merged_over(estimate.load_model(project / "config/cost_model.yaml"))
+    cost = model.rows[row]
+    return kind.hang_limit.format(n=max(1, int((limit_s / 2 - cost.job_s) / (cost.unit_s * units_per_n))))
+
+
 def test_hanging_guest_hits_the_time_limit(project, kind):
     """SIGSTOP: the guest (or tender, benchmark, testbed) stops answering and never exits by itself."""
-    code, text, stopped_s = inject(project, kind, kind.hang_limit, signal_all(signal.SIGSTOP), timeout=180)
+    code, text, stopped_s = inject(project, kind, hang_overrides(project, kind), signal_all(signal.SIGSTOP),
+                                   timeout=180)
     line = error_line(text)
     assert code != 0 and re.search(kind.hang_message, line), line
     check_after(project, kind, "hung (SIGSTOP)", line, stopped_s)

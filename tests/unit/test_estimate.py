@@ -109,13 +109,13 @@ def test_the_plan_has_one_job_per_native_repetition_and_one_per_testbed_boot():
 
 def test_counts_beyond_a_time_limit_are_refused_with_the_key_to_change(results):
     model = estimate.fit(results, ["qemu_build"])
-    config = {**CONFIG, "testbed": {**CONFIG["testbed"], "timeout_s": 60}}
+    config = {**CONFIG, "testbed": {**CONFIG["testbed"], "timeout_s": 60, "boot_timeout_s": 20}}
     plan = matrix.plan(config, "x86_64", (True, "usable"))
     items = estimate.planned_measurements(model, [c for c in plan if c.platform == "host"], config, {})
     message = estimate.too_long(estimate.Plan(items, "test"), config)
     assert message == ("blk/aarch64/host/testbed is estimated at 1 min 30 s per job, longer than "
-                       "testbed.timeout_s=60 s; lower testbed.blk.reads or testbed.blk.repetitions, or raise "
-                       "testbed.timeout_s")
+                       "testbed.timeout_s + testbed.boot_timeout_s = 80 s; lower testbed.blk.reads or "
+                       "testbed.blk.repetitions, or raise testbed.timeout_s")
     assert estimate.too_long(estimate.Plan(items, "test"), CONFIG) is None
     # A native block job is one repetition: only its reads make it longer.
     slow = {**CONFIG, "blk": {**CONFIG["blk"], "reads": 1_000_000, "timeout_s": 1}}

@@ -61,7 +61,7 @@ if _problem:
     raise WorkflowError(_problem)
 if workflow.workflow_settings.cache is None:
     logger.info("note: the between-workflow cache is off, so the QEMU builds are not shared with other checkouts; "
-                "run ./snakemake, or add --cache with SNAKEMAKE_OUTPUT_CACHE set (README, Everyday use)")
+                "run ./snakemake, or add --cache with SNAKEMAKE_OUTPUT_CACHE set (README, Quick start)")
 RUN_STARTED = {}
 
 

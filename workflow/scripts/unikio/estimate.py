@@ -271,6 +271,8 @@ def too_long(plan: Plan, config: Mapping[str, Any]) -> str | None:
             continue
         section, name = key.split(".")
         limit = config[section][name]
+        if item.rule == "testbed_run":
+            limit += config["testbed"]["boot_timeout_s"]  # its timeout_s counts from the end of the boot
         if item.seconds > limit:
             experiment = item.label.split("/", 1)[0]
             prefix = "testbed." if item.label.endswith(("/tcg", "/testbed")) else ""
@@ -278,7 +280,9 @@ def too_long(plan: Plan, config: Mapping[str, Any]) -> str | None:
             what = ["reads"] if experiment == "blk" and item.rule != "testbed_run" else \
                 list(counts.EMULATED_KEYS[experiment])
             keys = " or ".join(f"{prefix}{experiment}.{k}" for k in what)
-            return (f"{item.label} is estimated at {duration(item.seconds)} per job, longer than {key}={limit:g} s; "
+            bound = (f"{key} + testbed.boot_timeout_s = {limit:g} s" if item.rule == "testbed_run"
+                     else f"{key}={limit:g} s")
+            return (f"{item.label} is estimated at {duration(item.seconds)} per job, longer than {bound}; "
                     f"lower {keys}, or raise {key}")
     return None
 
