@@ -53,6 +53,7 @@ rule net:
 
 include: "workflow/rules/archive.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/merge.smk"
 include: "workflow/rules/runtime.smk"
 
 

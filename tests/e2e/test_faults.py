@@ -313,7 +313,6 @@ def test_guest_killed_from_outside(project, kind):
     check_after(project, kind, "SIGKILL of the guest/tender/QEMU", line, stopped_s)
 
 
-@pytest.mark.parametrize("kind", [case(k) for k in KINDS])
 def hang_overrides(project: Path, kind: Kind) -> str:
     """kind.hang_limit with a count n whose job the pipeline's own estimate puts at half its limit.
 
@@ -329,6 +328,7 @@ def hang_overrides(project: Path, kind: Kind) -> str:
     return kind.hang_limit.format(n=max(1, int((limit_s / 2 - cost.job_s) / (cost.unit_s * units_per_n))))
 
 
+@pytest.mark.parametrize("kind", [case(k) for k in KINDS])
 def test_hanging_guest_hits_the_time_limit(project, kind):
     """SIGSTOP: the guest (or tender, benchmark, testbed) stops answering and never exits by itself."""
     code, text, stopped_s = inject(project, kind, hang_overrides(project, kind), signal_all(signal.SIGSTOP),

@@ -13,6 +13,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from unikio import config as unikio_config  # noqa: E402
+from unikio import merge as unikio_merge  # noqa: E402
 from unikio import aptsrc, codehash, conditions, counts, estimate, hostinfo, initramfs, matrix, progress, qemubuild, startup, supervise, version  # noqa: E402
 
 PROBE_PATH = "results/raw/probe/{arch}/verdict.json"
@@ -198,6 +199,15 @@ FIGURE_EXTS = ["png", "pdf"]
 CLAIMS_TABLE = "results/tables/claims.{ext}"
 COMPARE_TABLE = "results/tables/compare.{ext}"
 COMPARE_FIGURE = "results/figures/compare.png"
+# merge: the parts are made in MERGING, then published together as MERGED (merge.smk).
+MERGED = "results/merged"
+MERGING = "results/merging"
+MERGING_PROVENANCE = f"{MERGING}/provenance.json"
+MERGING_RUNS = f"{MERGING}/data/{{experiment}}_runs.csv"
+MERGING_TABLE = f"{MERGING}/tables/{{experiment}}_{{arch}}.{{ext}}"
+MERGING_FIGURE = f"{MERGING}/figures/{{experiment}}_{{arch}}.{{ext}}"
+MERGING_CLAIMS = f"{MERGING}/tables/claims.{{ext}}"
+MERGING_HOSTS = f"{MERGING}/hosts.{{ext}}"
 REPORT = "results/report.html"
 PROVENANCE = "results/provenance.json"
 LOGS = "results/logs"
@@ -323,6 +333,13 @@ def linux_guest_archs():
     return sorted(
         {c.arch for c in PLAN if c.runnable and c.platform.startswith("qemu-linux") and c.testbed == "native"}
     )
+
+
+def merged_parts(wc):
+    """Input function of merged_results: every staged part of a merge (merge.smk); which tables and figures
+    there are is known once the checkpoint merged_runs has read the artifacts."""
+    record = json.loads(Path(checkpoints.merged_runs.get().output.provenance).read_text(encoding="utf-8"))
+    return [f"{MERGING}/{name}" for name in unikio_merge.part_names(record)]
 
 
 def skipped_reasons(experiment, arch):

@@ -19,11 +19,13 @@ def body(log):
         baseline=baseline,
         compare_table=next((p for p in compare if p.suffix == ".csv"), None),
         compare_figure=next((p for p in compare if p.suffix == ".png"), None),
+        merged=Path(sm.params.merged) if sm.params.merged else None,
     )
     out = Path(sm.output[0])
     report.write(inputs, out)
     log.write(f"wrote {out} ({out.stat().st_size} bytes): {len(inputs.figures)} figures, {len(inputs.tables)} tables"
-              f"{', A/B against ' + baseline if baseline else ''}\n")
+              f"{', A/B against ' + baseline if baseline else ''}"
+              f"{', merged runs from ' + sm.params.merged if sm.params.merged else ''}\n")
 
 
 job.run(sm, body)

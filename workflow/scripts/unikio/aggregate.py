@@ -219,16 +219,29 @@ def _our_panels(table: pd.DataFrame, value_col: str) -> list[tuple[str, pd.DataF
     return [(title, rows) for title, rows in panels if len(rows)] or [("this pipeline", measured)]
 
 
-def _figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, value_col: str, width: float
-            ) -> tuple[pd.DataFrame, pd.DataFrame, list[str], list[tuple[str, pd.DataFrame]], Figure, list[Axes]]:
-    """Shared set-up: (table with notes as text, reference rows, reference hosts, our panels, figure, axes)."""
+Panels = list[tuple[str, pd.DataFrame]]
+
+
+def _figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, value_col: str, width: float,
+            panels: Panels | None = None
+            ) -> tuple[pd.DataFrame, pd.DataFrame, list[str], Panels, Figure, list[Axes]]:
+    """Shared set-up: (table with notes as text, reference rows, reference hosts, our panels, figure, axes).
+
+    panels: (title, table rows) of our bars, one axis each; by default this table's native and emulated-testbed
+    rows (a merge of several hosts gives its own). Rows without a value are left out.
+    """
     # A bare Figure, not pyplot: no global figure registry to leak into, and callers may inspect it after saving.
     from matplotlib.figure import Figure
 
     ref = reference[reference["arch"] == arch]
     ref_hosts = list(dict.fromkeys(ref["host"]))
     table = table.assign(note=table["note"].fillna("").astype(str))
-    panels = _our_panels(table, value_col)
+    if panels is None:
+        panels = _our_panels(table, value_col)
+    else:
+        measured = [(title, rows[rows[value_col].notna()]) for title, rows in panels]
+        panels = [(title, rows.assign(note=rows["note"].astype(object).fillna("").astype(str)))
+                  for title, rows in measured]
     n = len(panels) + len(ref_hosts)
     fig = Figure(figsize=(width * n + 0.5, 4))
     axes = fig.subplots(1, n, squeeze=False)
@@ -252,14 +265,14 @@ def _blk_title(table: pd.DataFrame, arch: str) -> str:
     return f"Block reads ({arch}): time per O_DIRECT read, block sizes differ ({sizes}; {study})"
 
 
-def _base_platform(label: str) -> str:
+def base_platform(label: str) -> str:
     """'solo5-hvt (builtin)\n[kvm_pvm]' -> 'solo5-hvt'."""
     return label.split("\n")[0].split(" ")[0]
 
 
 def platform_colour(label: str) -> str:
     """One colour per platform in every panel of every figure (a provider suffix or mark keeps it)."""
-    base = _base_platform(label)
+    base = base_platform(label)
     return PLATFORM_COLOURS.get(base, _SPARE_COLOURS[sum(map(ord, base)) % len(_SPARE_COLOURS)])
 
 
@@ -271,13 +284,14 @@ def _error_bars(ax: Axes, x: list[float], mean: pd.Series, low: pd.Series, high:
                 capsize=3)
 
 
-def blk_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Path) -> Figure:
+def blk_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Path,
+               panels: Panels | None = None) -> Figure:
     """Stacked bars (pread light, guest + monitor dark, µs per read) in each platform's colour, with the 95% CI
-    of our total; ours beside the study's; writes PNG and PDF."""
+    of our total; ours beside the study's; writes PNG and PDF. panels: see _figure."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    table, ref, ref_hosts, panels, fig, axes = _figure(table, reference, arch, "us_per_read", 3.8)
+    table, ref, ref_hosts, panels, fig, axes = _figure(table, reference, arch, "us_per_read", 3.8, panels)
 
     def stacked(ax: Axes, labels: list[str], pread: pd.Series, rest: pd.Series, hatch: list[str]) -> list[int]:
         x = list(range(len(labels)))
@@ -380,13 +394,14 @@ def net_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str, platforms:
     return _ordered(pd.DataFrame.from_records(records), NET_TABLE_COLUMNS)
 
 
-def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Path) -> Figure:
+def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Path,
+               panels: Panels | None = None) -> Figure:
     """Grouped bars (pps per data size, one bar per platform in its colour, 95% CI on ours): ours beside the
-    study's; writes PNG and PDF."""
+    study's; writes PNG and PDF. panels: see _figure."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    table, ref, ref_hosts, panels, fig, axes = _figure(table, reference, arch, "pps", 4.2)
+    table, ref, ref_hosts, panels, fig, axes = _figure(table, reference, arch, "pps", 4.2, panels)
     seen: dict[str, Patch] = {}
 
     def grouped(ax: Axes, frame: pd.DataFrame, label_col: str, size_col: str, value_col: str,
@@ -400,7 +415,7 @@ def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Pa
             hatch = "//" if label in hatched else ""
             ax.bar(x, part[value_col], width, label=label, color=platform_colour(label), hatch=hatch,
                    edgecolor="black", linewidth=0.5)
-            platform = _base_platform(label)
+            platform = base_platform(label)
             seen.setdefault(platform, Patch(facecolor=platform_colour(platform), label=platform))
             if ci:
                 _error_bars(ax, x, part[value_col], part[ci[0]], part[ci[1]])

@@ -12,7 +12,7 @@ from . import version
 PROJECT_PATHS = ("README.md", "Makefile", "Snakefile", "snakemake", "config", "workflow",
                  "patches", "native", "envs", "tests")
 RESULT_PATHS = ("results/raw", "results/data", "results/tables", "results/figures",
-                "results/provenance.json", "results/report.html", "results/sources")
+                "results/provenance.json", "results/report.html", "results/sources", "results/merged")
 SKIP_PARTS = {"__pycache__", ".pytest_cache"}
 # Fetched source archives are large and named with their sha256 in the locks.
 SKIP_SUFFIXES = (".tar.xz", ".tar.gz", ".tar.bz2", ".deb")

@@ -2,7 +2,8 @@
 
 Sections, in this order, each with a stable id: the claims table (`claims`),
 the figures (`figures`), the tables with their statistics (`tables`), the A/B
-comparison when a baseline was given (`compare`), the run conditions and
+comparison when a baseline was given (`compare`), the runs of several
+machines when results/merged/ is shown (`merged`), the run conditions and
 provenance (`provenance`). The page needs nothing else: CSS inline, figures
 embedded as data: URIs, no script, no external reference, so it can be mailed
 or archived alone. Every text value from the results is escaped.
@@ -31,6 +32,7 @@ SECTIONS = (
     ("figures", "Figures"),
     ("tables", "Tables"),
     ("compare", "A/B comparison"),
+    ("merged", "Several machines: merged runs"),
     ("provenance", "Run conditions and provenance"),
 )
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -90,6 +92,7 @@ class Inputs:
     baseline: str = ""  # the compare.baseline config key; the A/B section only when set
     compare_table: Path | None = None
     compare_figure: Path | None = None
+    merged: Path | None = None  # results/merged/ (the `merge` target's); the merged section only when set
 
 
 def esc(value: object) -> str:
@@ -248,6 +251,49 @@ def value_html(value: Any) -> str:
     return _scalar(value)
 
 
+def _md_caption(md: Path, fallback: str) -> str:
+    """The caption a merged table's .md starts with (its first paragraph), as HTML."""
+    if md.is_file():
+        first = md.read_text(encoding="utf-8").split("\n\n", 1)[0].strip()
+        if first and not first.startswith("|"):
+            return esc(" ".join(first.split()))
+    return esc(fallback)
+
+
+MERGED_FIGURE_CAPTION = ("{title}: a panel per merged run (its native rows; its emulated-testbed rows apart, and "
+                         "hatched rows, are not performance results), 95% CI on ours, beside the original study.")
+
+
+def merged_section(directory: Path) -> str:
+    """results/merged/: who measured (hosts), the claims per run, the figures and tables of every run."""
+    parts = ["<p>The runs of several machines, side by side: <code>results/merged/</code> (target "
+             "<code>merge</code>, from <code>merge.artifacts</code>).</p>"]
+    hosts = directory / "hosts.csv"
+    if hosts.is_file():
+        parts.append('<h3 id="merged-hosts">Merged runs <small>(hosts.csv)</small></h3>'
+                     + csv_table(hosts, _md_caption(hosts.with_suffix(".md"), "The merged runs.")))
+    claims_csv = directory / "tables" / "claims.csv"
+    if claims_csv.is_file():
+        parts.append('<h3 id="merged-claims">Claims per run <small>(claims.csv)</small></h3>'
+                     + verdict_summary(claims_csv)
+                     + csv_table(claims_csv, _md_caption(claims_csv.with_suffix(".md"), "The claims per run."),
+                                 "verdict", ["host", "mismatch", *CLAIMS_SHOWN]))
+    for png in sorted((directory / "figures").glob("*.png")):
+        experiment, arch = _stem_parts(png)
+        title = EXPERIMENTS.get(experiment, experiment) + (f" on {arch}" if arch else "")
+        parts.append(f'<figure id="fig-merged-{slug(png.stem)}"><img src="{png_data_uri(png)}" '
+                     f'alt="{esc(f"Figure: {title}, merged runs (merged/{png.name})")}">'
+                     f"<figcaption><strong>merged/{esc(png.name)}.</strong> "
+                     f"{esc(MERGED_FIGURE_CAPTION.format(title=title))}</figcaption></figure>")
+    for csv_path in sorted((directory / "tables").glob("*_*.csv")):
+        experiment, arch = _stem_parts(csv_path)
+        title = EXPERIMENTS.get(experiment, experiment) + (f" on {arch}" if arch else "")
+        parts.append(f'<h3 id="table-merged-{slug(csv_path.stem)}">{esc(title)}, merged runs '
+                     f"<small>(merged/{esc(csv_path.name)})</small></h3>"
+                     + csv_table(csv_path, _md_caption(csv_path.with_suffix(".md"), f"{title}, merged runs.")))
+    return "".join(parts)
+
+
 # Provenance keys by subsection; keys not named here follow under "Other".
 RUN_CONDITIONS = ("pipeline", "host", "guest_accel", "plan")
 PROVENANCE_KEYS = ("tools", "sources", "config")
@@ -282,7 +328,10 @@ def render(inputs: Inputs) -> str:
     record = json.loads(inputs.provenance.read_text(encoding="utf-8"))
     if inputs.baseline and not (inputs.compare_table and inputs.compare_figure):
         raise ValueError(f"compare.baseline is {inputs.baseline!r} but the comparison table or figure is missing")
-    show = [(sid, title) for sid, title in SECTIONS if sid != "compare" or inputs.baseline]
+    if inputs.merged is not None and not inputs.merged.is_dir():
+        raise ValueError(f"the merged runs {inputs.merged} are missing (run the `merge` target)")
+    shown = {"compare": bool(inputs.baseline), "merged": inputs.merged is not None}
+    show = [(sid, title) for sid, title in SECTIONS if shown.get(sid, True)]
     bodies = {
         "claims": verdict_summary(inputs.claims)
         + csv_table(inputs.claims, caption_for(inputs.claims, "table", inputs.captions), "verdict",
@@ -297,6 +346,8 @@ def render(inputs: Inputs) -> str:
                              + figure(inputs.compare_figure, inputs.captions)
                              + csv_table(inputs.compare_table,
                                          caption_for(inputs.compare_table, "table", inputs.captions)))
+    if inputs.merged is not None:
+        bodies["merged"] = merged_section(inputs.merged)
     config = record.get("config", {}) if isinstance(record.get("config"), dict) else {}
     archs = ", ".join(map(str, config.get("archs", []))) or "?"
     nav = " ".join(f'<a href="#{sid}">{esc(title)}</a>' for sid, title in show)
