@@ -1,10 +1,10 @@
 """Several machines, one study, for real: artifacts of real runs merged, checked cell by cell, and refused.
 
-Works on a copy of the shared smoke run (the session's `smoke_project` only gets
-its `archive`, which other modules make too). This machine is the only one
-here, so the "second machine" is a second run on it, labelled apart:
+Works on copies of the shared smoke run, which stays as the other modules
+expect it. This machine is the only one here, so the "second machine" is a
+second run on it, labelled apart:
 
-- a: the smoke run's own `archive`;
+- a: the `archive` of a copy of the smoke run;
 - b: the copy, its host block row measured again (`--forcerun blk_host_run`,
   same config: 3 repetitions of 2,000 reads, then the aggregation) and
   archived: a real second run with real new numbers. Same machine, same
@@ -77,10 +77,13 @@ def runs(smoke_project, tmp_path_factory):
     root = tmp_path_factory.mktemp("merge")
     (root / "artifacts").mkdir()
     (root / "other").mkdir()
-    proc = timed(smoke_project, "archive")
+    # Copies, so the shared smoke run stays as the other modules expect it (no report or archive made here).
+    first = root / "first"
+    subprocess.run(["cp", "-a", str(smoke_project), str(first)], check=True)
+    proc = timed(first, "archive")
     assert proc.returncode == 0, proc.stderr[-3000:]
     a = root / "artifacts" / "a.tar.gz"
-    shutil.copy2(smoke_project / "results/artifact.tar.gz", a)
+    shutil.copy2(first / "results/artifact.tar.gz", a)
     start = time.monotonic()
     project = root / "second"
     subprocess.run(["cp", "-a", str(smoke_project), str(project)], check=True)

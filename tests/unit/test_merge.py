@@ -94,7 +94,7 @@ def net_rows(rng, host, config):
 
 
 def make_artifact(tmp_path, name, host=EPYC, seed=1, config=None, patch="--- a\n+++ b\n", bench="int main(void);\n",
-                  lock_version="1:7.2+dfsg-7+deb12u18"):
+                  lock_version="1:7.2+dfsg-7+deb12u18", solo5_from="https://github.com/Solo5/solo5.git"):
     """A real artifact.tar.gz, made by archive.write from a synthetic project; returns its path."""
     config = config or smoke_config()
     root = tmp_path / f"project-{name}"
@@ -105,6 +105,8 @@ def make_artifact(tmp_path, name, host=EPYC, seed=1, config=None, patch="--- a\n
         "native/bench/blk_bench.c": bench,
         "results/sources/qemu/lock.json": json.dumps({"package": "qemu", "version": lock_version}),
         f"results/sources/kernel-{host['arch']}/lock.json": json.dumps({"version": "6.1.192-2"}),
+        "results/sources/solo5/lock.json": json.dumps({"kind": "git" if "://" in solo5_from else "local-git",
+                                                       "source": solo5_from, "commit": "38e0c348"}),
     }
     plan = [{"combination": f"blk/{a}/{p}", "runnable": True, "reason": "",
              "testbed": "native" if a == host["arch"] else "emulated"}
@@ -574,3 +576,29 @@ def test_the_merge_keys_default_to_unset_and_are_validated():
         bad["merge"][key] = value
         assert cfg.explain_invalid(bad, schema).startswith(message), key
 
+
+
+def test_where_a_source_came_from_may_differ_but_not_what_it_is(tmp_path):
+    """One host cloned Solo5, another used a local copy of the same commit: the same source."""
+    a = make_artifact(tmp_path, "a", seed=1)
+    b = make_artifact(tmp_path, "b", seed=2, solo5_from="/srv/mirror/solo5")
+    rec, _ = merge.read([str(a), str(b)])
+    assert [h["mismatch"] for h in rec["hosts"]] == [[], []]
+    c = make_artifact(tmp_path, "c", seed=3, lock_version="1:7.2+dfsg-7+deb12u17")
+    with pytest.raises(PipelineError, match=r"first at results/sources/qemu/lock.json:version"):
+        merge.read([str(a), str(c)])
+
+
+def test_labels_that_would_give_two_column_groups_one_name_are_refused(tmp_path):
+    a = make_artifact(tmp_path, "a", seed=1)
+    b = make_artifact(tmp_path, "b", seed=2, host=XEON)
+    c = make_artifact(tmp_path, "c", seed=3, host=XEON)
+    # b and c are runs of one host ("lab run 1", "lab run 2"); a labelled "lab run 1" would collide.
+    with pytest.raises(PipelineError, match=r"two column groups would be called 'lab run 1'"):
+        merge.read([str(a), str(b), str(c)], labels={str(a): "lab run 1", str(b): "lab", str(c): "lab"})
+
+
+def test_a_home_relative_artifact_path_is_expanded(tmp_path, monkeypatch):
+    a = make_artifact(tmp_path, "a", seed=1)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert merge.artifact_paths(["~/artifacts/a.tar.gz"]) == [str(a)]

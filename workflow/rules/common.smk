@@ -16,7 +16,7 @@ from unikio import config as unikio_config  # noqa: E402
 from unikio import merge as unikio_merge  # noqa: E402
 from unikio import aptsrc, codehash, conditions, counts, estimate, hostinfo, initramfs, matrix, progress, qemubuild, startup, supervise, version  # noqa: E402
 
-PROBE_PATH = "results/raw/probe/{arch}/verdict.json"
+PROBE = "results/raw/probe/{arch}/verdict.json"
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 _problem = unikio_config.explain_invalid(config, unikio_config.load_schema(SCHEMA))
 if _problem:
@@ -51,7 +51,7 @@ if COST_MODEL.is_file():
     _model = _model.merged_over(estimate.load_model(COST_MODEL))
 LINUX_ACCEL = {
     arch: estimate.predict_linux_accel(config["accel"], arch, HOST_ARCH, KVM[0], hostinfo.current_kvm_impl(),
-                                       Path(PROBE_PATH.format(arch=arch)))
+                                       Path(PROBE.format(arch=arch)))
     for arch in config["archs"]
 }
 MEASUREMENTS = estimate.Plan(estimate.planned_measurements(_model, PLAN, config, LINUX_ACCEL), _model.source)
@@ -174,7 +174,6 @@ SOLO5_UPSTREAM_LOCK = "results/sources/solo5/lock.json"
 DEBIAN_DEB = "results/sources/{name}-{arch}/package.deb"
 DEBIAN_TREE = "results/build/{name}-{arch}/tree"
 GUEST_BUILD = "results/build/guest/{arch}"
-PROBE = PROBE_PATH
 TESTBED_BASE = "results/build/testbed/{arch}/base.cpio.gz"
 TESTBED_NESTED = "results/build/testbed/{arch}/with-linux-guest.cpio.gz"
 QEMU_CROSS = "results/build/qemu-arm64"
@@ -236,14 +235,19 @@ def add_code_params(rules, keyed_by_recipe):
 TESTBED_SETTINGS = {k: v for k, v in config["testbed"].items() if k not in counts.EMULATED_KEYS}
 
 
+def probe_file(arch):
+    """The KVM probe's verdict for arch, once it ran (a checkpoint: what asks for it before waits)."""
+    return checkpoints.kvm_probe.get(arch=arch).output[0]
+
+
 def probe_verdict(wildcards):
-    """Input function: the KVM probe's verdict for arch (a checkpoint: jobs that need it wait until it ran)."""
-    return checkpoints.kvm_probe.get(arch=wildcards.arch).output[0]
+    """Input function: probe_file of the job's arch."""
+    return probe_file(wildcards.arch)
 
 
 def probe_accel(arch):
     """The accelerator the KVM probe chose for the Linux guest of arch."""
-    return json.loads(Path(checkpoints.kvm_probe.get(arch=arch).output[0]).read_text(encoding="utf-8"))["accel"]
+    return json.loads(Path(probe_file(arch)).read_text(encoding="utf-8"))["accel"]
 
 
 def linux_guest_counts(experiment, keys):

@@ -57,8 +57,8 @@ class RowCost:
     job_s: float
     unit_s: float
 
-    def seconds(self, jobs: int, units: int) -> float:
-        return jobs * self.job_s + units * self.unit_s
+    def seconds(self, units: int) -> float:
+        return self.job_s + units * self.unit_s
 
 
 @dataclass
@@ -229,7 +229,7 @@ def estimate_job(model: Model, rule: str, wildcards: Mapping[str, str], config: 
         cost = model.rows.get(key)
         if cost is None:
             return Item(rule, "measurement", UNKNOWN_RULE_S + units * UNKNOWN_UNIT_S, key, known=False)
-        return Item(rule, "measurement", cost.seconds(1, units), key)
+        return Item(rule, "measurement", cost.seconds(units), key)
     kind = "boot" if rule in BOOT_RULES else "build" if rule in BUILD_RULES else "other"
     label = rule + "".join(f" {v}" for v in wildcards.values())
     if cached:

@@ -61,6 +61,8 @@ HOST_SPECIFIC_SECTIONS = ("measure", "conditions", "compare", "merge")
 # Where a source was fetched from; what was fetched is pinned by the locks and hashes, which are compared.
 SOURCE_LOCATIONS = ("qemu.tarball.url", "solo5.upstream.git", "solo5.upstream.local")
 SOURCE_LOCK = re.compile(r"^results/sources/[^/]+/lock\.json$")
+# Lock fields that say where a source came from, not what it is.
+LOCK_LOCATIONS = frozenset({"source", "kind", "url"})
 
 # --- the merged tables -------------------------------------------------------------------------------------------
 # Per host: aggregate's columns, verbatim (what the figures need among them), and ratio_<original host>.
@@ -97,7 +99,7 @@ def artifact_paths(entries: Sequence[str]) -> list[str]:
                 raise PipelineError(f"{ARTIFACTS_KEY} names the directory {entry}, which holds no *.tar.gz")
             paths += [str(p) for p in found]
         elif path.is_file():
-            paths.append(entry)
+            paths.append(str(path))  # expanded: Snakemake takes it as an input as it is
         else:
             raise PipelineError(f"{ARTIFACTS_KEY} names {entry}, which does not exist")
     results = Path.cwd().resolve() / "results"
@@ -337,6 +339,11 @@ def columns(artifacts: Sequence[Artifact], labels: dict[str, str] | None = None)
         out.append(Column(name=label if run is None else f"{label} run {run}", label=label, run=run,
                           label_source=LABELS_KEY if i in overrides else "derived", artifact=artifact,
                           identity=idents[i]))
+    names = Counter(c.name for c in out)
+    taken = next((c for c in out if names[c.name] > 1), None)
+    if taken is not None:
+        raise PipelineError(f"{LABELS_KEY}: two column groups would be called {taken.name!r} (one of them "
+                            f"{taken.artifact.path}); choose labels unlike each other and unlike '<label> run N'")
     return out
 
 
@@ -372,7 +379,9 @@ def checked(artifact: Artifact) -> dict[str, Any]:
             lock = json.loads(files[rel])
         except ValueError:
             lock = "sha256 " + hashlib.sha256(files[rel]).hexdigest()[:12]
-        out.update(_flatten(lock, f"{rel}:"))
+        # Where it was fetched from (a git URL, a local copy, a tarball's URL) belongs to the machine;
+        # what was fetched (version, commit, sha256) must agree.
+        out.update((k, v) for k, v in _flatten(lock, f"{rel}:") if k.rsplit(":", 1)[-1] not in LOCK_LOCATIONS)
     for rel in sorted(r for r in files if r.startswith("native/")):
         out[rel] = "sha256 " + hashlib.sha256(files[rel]).hexdigest()[:12]
     return out
