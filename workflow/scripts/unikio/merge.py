@@ -281,10 +281,6 @@ class Column:
     identity: dict[str, Any]
     mismatch: list[str] = field(default_factory=list)
 
-    @property
-    def mismatch_note(self) -> str:
-        return mismatch_note(self.mismatch)
-
 
 def mismatch_note(keys: Sequence[str]) -> str:
     """'mismatch: blk.reads, ...' (at most three keys named), or nothing."""
