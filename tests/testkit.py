@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from unikio import version
+from unikio import aptsrc, lwipsrc, version
+from unikio.errors import PipelineError
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["--configfile", "config/smoke.yaml"]
@@ -63,3 +64,47 @@ def planned_jobs(dry_run_output: str) -> dict[str, int]:
         elif line.strip().startswith("total"):
             break
     return jobs
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM proc if it still runs, SIGKILL it if that has not ended it after timeout s; reaped either way."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def apt_index(tmp: Path) -> Path:
+    """$UNIKIO_APT_INDEX (used read-only), else a private index built in tmp as the apt_index rule does."""
+    if shutil.which("apt-get") is None or shutil.which("dpkg-source") is None:
+        pytest.skip("needs apt-get and dpkg-source (Debian)")
+    given = os.environ.get("UNIKIO_APT_INDEX")
+    if given:
+        if not (Path(given) / "state" / "lists").is_dir():
+            pytest.skip(f"UNIKIO_APT_INDEX={given} is no apt index made by the apt_index rule")
+        return Path(given)
+    if os.geteuid() != 0:
+        pytest.skip("building a private apt index runs apt-get update, which needs root")
+    root = tmp / "apt-index"
+    try:
+        sources = aptsrc.derive_sources(aptsrc.read_system_sources(), aptsrc.os_codename())
+    except PipelineError as exc:
+        pytest.skip(f"no apt index: set UNIKIO_APT_INDEX, or give this machine Debian sources ({exc})")
+    apt = aptsrc.PrivateApt(root)
+    apt.create(sources)
+    with open(tmp / "apt-update.log", "w", encoding="utf-8") as log:
+        try:
+            apt.update(log)
+        except PipelineError as exc:
+            pytest.skip(f"no apt index: apt-get update of a private index failed, no Debian archive reachable? ({exc})")
+    return root
+
+
+def fetch_lwip(index: Path, debian_version: str, out: Path) -> Path:
+    """Debian's lwIP source fetched for real into out/tree (lock out/lock.json, log out/fetch.log); returns the tree."""
+    with open(out / "fetch.log", "w", encoding="utf-8") as log:
+        lwipsrc.fetch(index, debian_version, out / "tree", out / "lock.json", log)
+    return out / "tree"

@@ -5,9 +5,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -15,17 +12,8 @@
 
 #include "tender.h"
 
-void die(const char *fmt, ...)
-{
-    va_list ap;
-    fflush(stdout);
-    fputs("tender: error: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
+/* The tender and kvm_exit_floor both report as "tender". */
+const char *const tender_name = "tender";
 
 void vm_create(struct vm *vm, uint64_t mem_size)
 {

@@ -1,7 +1,7 @@
 /*
- * Internal interface between the generic tender (tender.c: CLI, ELF loader,
- * devices, hypercall handlers) and the KVM code: kvm_common.c and the
- * per-arch setup_<arch>.c and run_<arch>.c.
+ * Internal interface between the generic tender (tender.c: hypercall
+ * handlers, guest loading) and the KVM code: kvm_common.c and the per-arch
+ * setup_<arch>.c and run_<arch>.c. die() (host.h) prints "tender: error:".
  */
 #ifndef TENDER_H
 #define TENDER_H
@@ -11,6 +11,7 @@
 #include <linux/kvm.h>
 
 #include "hc_abi.h"
+#include "host.h"
 
 struct vm {
     int kvm_fd, vm_fd, vcpu_fd;
@@ -20,9 +21,6 @@ struct vm {
     uint64_t mem_size;
 };
 
-/* Print "tender: error: <msg>" and exit(1); for setup / host-side errors. */
-void die(const char *fmt, ...)
-    __attribute__((noreturn, format(printf, 1, 2)));
 /* Guest misbehaved: report, write stats, exit(255). */
 void guest_fault(const char *fmt, ...)
     __attribute__((noreturn, format(printf, 1, 2)));

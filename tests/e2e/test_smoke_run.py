@@ -39,10 +39,12 @@ def test_tidy_csv_follows_the_contract(project):
     assert list(df.columns) == results.BLK_COLUMNS
     expected = {(HOST_ARCH, "host", "native"), (HOST_ARCH, "qemu-linux-smp", "native"),
                 (HOST_ARCH, "qemu-linux-1core", "native")}
+    expected.add((HOST_ARCH, "solo5-spt", "native"))  # no KVM needed
     if KVM_USABLE:
         expected.add((HOST_ARCH, "solo5-hvt", "native"))
     if HOST_ARCH == "x86_64":  # every aarch64 row runs in the emulated testbed
-        expected |= {("aarch64", p, "emulated") for p in ("host", "solo5-hvt", "qemu-linux-smp", "qemu-linux-1core")}
+        expected |= {("aarch64", p, "emulated")
+                     for p in ("host", "solo5-hvt", "solo5-spt", "qemu-linux-smp", "qemu-linux-1core")}
     else:  # an x86_64 guest on an aarch64 host: TCG
         expected |= {("x86_64", "qemu-linux-smp", "native"), ("x86_64", "qemu-linux-1core", "native")}
     assert set(zip(df["arch"], df["platform"], df["testbed"], strict=True)) == expected
@@ -58,8 +60,9 @@ def test_tidy_csv_follows_the_contract(project):
             lines = (raw / "console.log").read_text(errors="replace").splitlines()
             assert sum(ln.startswith(f"RESULT blk reads={reads}") for ln in lines) == reps
             continue
+        provider = "/builtin" if platform_name.startswith("solo5-") else ""
         for rep in range(1, reps + 1):
-            raw = project / f"results/raw/blk/{arch}/{platform_name}/rep{rep}"
+            raw = project / f"results/raw/blk/{arch}/{platform_name}{provider}/rep{rep}"
             assert (raw / "benchmark.tsv").is_file()
             where = raw / ("console.log" if platform_name.startswith("qemu-linux") else "run.log")
             assert f"RESULT blk reads={reads}" in where.read_text(errors="replace")
@@ -79,11 +82,15 @@ def test_emulated_testbed_rows_are_marked_and_separate(project):
     assert ((0 < tender["pread_ns"]) & (tender["pread_ns"] < tender["total_ns"])).all()
     table = pd.read_csv(project / "results/tables/blk_aarch64.csv", keep_default_na=False)
     rows = table[table["testbed"] == "emulated"]
-    assert len(rows) == 4 and rows["note"].str.contains("not a performance result").all()
+    assert len(rows) == 5 and rows["note"].str.contains("not a performance result").all()
+    spt = emulated[emulated["platform"] == "solo5-spt"]
+    assert (spt["accel"] == "none").all() and (spt["provider"] == "builtin").all()
+    assert (spt["pread_calls"] == spt["reads"]).all()
     floor = json.loads((project / "results/raw/floor/aarch64/floor.json").read_text())
     assert floor["n"] == 20000 and floor["total_ns"] > 0
     net_rows = pd.read_csv(project / "results/data/net_runs.csv", keep_default_na=False)
-    assert len(net_rows[(net_rows["arch"] == "aarch64") & (net_rows["testbed"] == "emulated")]) == 8
+    # 5 platforms (qemu-linux, solo5-hvt, solo5-spt, lwip-solo5-hvt, lwip-solo5-spt) x 2 sizes x 2 runs.
+    assert len(net_rows[(net_rows["arch"] == "aarch64") & (net_rows["testbed"] == "emulated")]) == 20
 
 
 def test_linux_guest_rows_have_the_pread_breakdown_and_true_accel(project):
@@ -105,9 +112,13 @@ def test_linux_guest_rows_have_the_pread_breakdown_and_true_accel(project):
 
 
 def test_unikernel_rows_have_the_pread_breakdown(project):
+    df = read_runs(project)
+    spt = df[(df["platform"] == "solo5-spt") & (df["testbed"] == "native")]
+    assert (spt["provider"] == "builtin").all() and (spt["accel"] == "none").all() and len(spt) == 3
+    assert (spt["pread_calls"] == spt["reads"]).all(), spt[["rep", "pread_calls"]]
+    assert ((0 < spt["pread_ns"]) & (spt["pread_ns"] < spt["total_ns"])).all()
     if not KVM_USABLE:
         pytest.skip(f"solo5-hvt needs KVM: {KVM_REASON}")
-    df = read_runs(project)
     uk = df[df["platform"] == "solo5-hvt"]
     assert (uk["provider"] == "builtin").all() and (uk["accel"] == "kvm").all()
     assert (uk["pread_calls"] == uk["reads"]).all(), uk[["rep", "pread_calls"]]
@@ -115,14 +126,27 @@ def test_unikernel_rows_have_the_pread_breakdown(project):
     overhead = pd.read_csv(project / f"results/tables/overhead_{HOST_ARCH}.csv")
     row = overhead[overhead["platform"] == "solo5-hvt (builtin)"].iloc[0]
     assert row["exit_floor_ns"] > 0 and row["overhead_over_floor"] > 0
+    assert "solo5-spt (builtin)" in set(overhead["platform"])
+
+
+def test_upstream_rows_say_why_they_were_not_measured(project):
+    if os.environ.get("UNIKIO_SOLO5_SOURCE"):
+        pytest.skip("UNIKIO_SOLO5_SOURCE names an upstream Solo5 copy, so its rows ran")
+    table = pd.read_csv(project / f"results/tables/blk_{HOST_ARCH}.csv", keep_default_na=False)
+    for platform_name in ("solo5-hvt", "solo5-spt"):
+        (note,) = table.loc[table["platform"] == f"{platform_name} (upstream)", "note"]
+        assert note.startswith("not measured: the upstream Solo5 source cannot be fetched from solo5.upstream.git")
+    assert not (project / "results/build/solo5-upstream").exists()
 
 
 def test_network_rows_from_real_packets(project):
     df = pd.read_csv(project / "results/data/net_runs.csv", keep_default_na=False, na_values=[""])
     assert list(df.columns) == results.NET_COLUMNS
-    expected = {(HOST_ARCH, "qemu-linux", "native")} | ({(HOST_ARCH, "solo5-hvt", "native")} if KVM_USABLE else set())
+    hvt = ("solo5-hvt", "lwip-solo5-hvt")
+    spt = ("solo5-spt", "lwip-solo5-spt")
+    expected = {(HOST_ARCH, p, "native") for p in ("qemu-linux", *spt, *(hvt if KVM_USABLE else ()))}
     if HOST_ARCH == "x86_64":  # the aarch64 rows run in the emulated testbed, under its KVM
-        expected |= {("aarch64", "qemu-linux", "emulated"), ("aarch64", "solo5-hvt", "emulated")}
+        expected |= {("aarch64", p, "emulated") for p in ("qemu-linux", *hvt, *spt)}
     else:
         expected.add(("x86_64", "qemu-linux", "native"))
     assert set(zip(df["arch"], df["platform"], df["testbed"], strict=True)) == expected
@@ -132,8 +156,16 @@ def test_network_rows_from_real_packets(project):
     assert (0 < df["min_rtt_ns"]).all()
     assert ((df["min_rtt_ns"] <= df["avg_rtt_ns"]) & (df["avg_rtt_ns"] <= df["max_rtt_ns"])).all()
     assert (abs(df["pps"] * df["avg_rtt_ns"] / 1e9 - 1) < 0.01).all()
-    assert set(df[df["platform"] == "solo5-hvt"]["provider"]) <= {"builtin"}
-    assert set(df[df["testbed"] == "emulated"]["accel"]) <= {"kvm"}
+    unikernels = df[df["platform"].isin(hvt + spt)]
+    assert set(unikernels["provider"]) == {"builtin"}
+    assert set(df[df["platform"].isin(spt)]["accel"]) == {"none"}
+    assert set(df[df["platform"].isin(hvt) | (df["platform"] == "qemu-linux") & (df["testbed"] == "emulated")]
+               ["accel"]) <= {"kvm"}
+    # lwIP's rows stand beside the study's mirage-solo5 values and say so.
+    table = pd.read_csv(project / "results/tables/net_aarch64.csv", keep_default_na=False)
+    lwip = table[table["platform"] == "lwip-solo5-spt (builtin)"]
+    assert len(lwip) == 2 and lwip["note"].str.startswith("full-stack unikernel (lwIP) on spt").all()
+    assert (lwip["zcu102_pps"] != "").all()
     assert "vhost-net: " in (project / f"results/raw/net/{HOST_ARCH}/qemu-linux/run.log").read_text()
     for arch in (HOST_ARCH, OTHER_ARCH):
         for ext in ("csv", "md", "tex"):

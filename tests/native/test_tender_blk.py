@@ -2,20 +2,29 @@
 window), --block-sector-size, O_DIRECT."""
 import os
 import re
-import select
 import shutil
 import signal
 import subprocess
 import time
+from functools import partial
 
 import pytest
-from tender_common import tender
+from tender_common import (
+    WINDOW_CASES,
+    check_short_read,
+    check_window_case,
+    distinct_disk,
+    loopdev,
+    pattern,
+    read_stats,
+    skip_without_odirect,
+    start_ready,
+    tender,
+    written,
+)
 
 RESULT_RE = re.compile(
     r"^RESULT blk reads=(\d+) block_size=(\d+) total_ns=(\d+)$", re.M)
-STATS_RE = re.compile(r"^pread_calls=(\d+) pread_ns=(\d+) "
-                      r"setup_pread_calls=(\d+) setup_pread_ns=(\d+)\n$")
-OLD_MTIME_NS = 1_000_000_000 * 10**9     # 2001: any write moves it to now
 
 
 def _parse(r):
@@ -24,65 +33,25 @@ def _parse(r):
     return tuple(int(x) for x in m[0])
 
 
-def _stats(path):
-    """(calls, ns, setup_calls, setup_ns) from the tender's stats file."""
-    text = path.read_text()
-    m = STATS_RE.match(text)
-    assert m, repr(text)
-    return tuple(int(x) for x in m.groups())
-
-
-def _pattern(k, n):
-    """blkwin.c's pattern(k, i) for i < n: never zero, distinct per block."""
-    return bytes((i * 13 + k * 31) % 255 + 1 for i in range(n))
-
-
-def _distinct_disk(path, blocks, bs=512):
-    """Non-zero content that differs in every block (and from _pattern)."""
-    data = b"".join(bytes((i * 7 + b * 101) % 251 + 1 for i in range(bs))
-                    for b in range(blocks))
-    path.write_bytes(data)
-    os.utime(path, ns=(OLD_MTIME_NS, OLD_MTIME_NS))
-    return data
-
-
-@pytest.fixture
-def window_disk(tmp_path):
-    """An 8-block disk of distinct content, and where the tender writes its stats."""
-    disk = tmp_path / "disk.img"
-    _distinct_disk(disk, 8)
-    return disk, tmp_path / "stats.txt"
-
-
-def _written(path):
-    """The file was written to since _distinct_disk (even with equal bytes)."""
-    return path.stat().st_mtime_ns > OLD_MTIME_NS
-
-
-def _skip_without_odirect(r, path):
-    if r.returncode != 0 and "O_DIRECT" in r.stderr:
-        pytest.skip(f"filesystem of {path} lacks O_DIRECT: {r.stderr}")
-
-
 # ---- blk_bench: the window holds exactly the timed reads
 
 
 def test_blk_bench_e2e(build_x86, kvm, tmp_path):
     disk = tmp_path / "disk.img"
-    before = _distinct_disk(disk, 2048)
+    before = distinct_disk(disk, 2048)
     stats = tmp_path / "stats.txt"
     r = tender(build_x86, f"--block:storage={disk}", f"--stats={stats}",
                build_x86 / "blk_bench.elf", "reads=1000")
     assert r.returncode == 0, r.stdout + r.stderr
     reads, bs, total = _parse(r)
     assert (reads, bs) == (1000, 512) and total > 0
-    calls, ns, setup_calls, setup_ns = _stats(stats)
+    calls, ns, setup_calls, setup_ns = read_stats(stats)
     # One setup read of block 0, then its write-back opens the window.
     assert (calls, setup_calls) == (1000, 1)
     assert 0 < ns < total   # pread time is a part of the guest-measured loop
     assert setup_ns > 0
     # Block 0 was written back unchanged.
-    assert _written(disk) and disk.read_bytes() == before
+    assert written(disk) and disk.read_bytes() == before
 
 
 def test_stats_via_env(build_x86, kvm, disk, tmp_path):
@@ -91,7 +60,7 @@ def test_stats_via_env(build_x86, kvm, disk, tmp_path):
     r = tender(build_x86, f"--block:storage={disk}",
                build_x86 / "blk_bench.elf", "reads=10", env=env)
     assert r.returncode == 0, r.stderr
-    calls, ns, setup_calls, _ = _stats(stats)
+    calls, ns, setup_calls, _ = read_stats(stats)
     assert (calls, setup_calls) == (10, 1) and ns > 0
 
 
@@ -99,14 +68,14 @@ def test_wrap_at_capacity_leaves_disk_unchanged(build_x86, kvm, tmp_path):
     # 4 blocks, 10 reads: wraps at capacity (a read past the end would fail
     # the guest); the only write puts block 0's own bytes back.
     d = tmp_path / "small.img"
-    before = _distinct_disk(d, 4)
+    before = distinct_disk(d, 4)
     stats = tmp_path / "stats.txt"
     r = tender(build_x86, f"--block:storage={d}", f"--stats={stats}",
                build_x86 / "blk_bench.elf", "reads=10")
     assert r.returncode == 0, r.stdout + r.stderr
     assert _parse(r)[:2] == (10, 512)
-    assert _stats(stats)[::2] == (10, 1)
-    assert _written(d) and d.read_bytes() == before
+    assert read_stats(stats)[::2] == (10, 1)
+    assert written(d) and d.read_bytes() == before
 
 
 @pytest.mark.parametrize("misalign", [0, 1, 512])
@@ -115,34 +84,24 @@ def test_block_direct_file(build_x86, kvm, tmp_path, misalign):
     # tender's bounce-buffer path; 0 and 512 use the guest buffer directly
     # wherever the device accepts 512-byte aligned buffers.
     disk = tmp_path / "disk.img"
-    before = _distinct_disk(disk, 2048)
+    before = distinct_disk(disk, 2048)
     stats = tmp_path / "stats.txt"
     r = tender(build_x86, "--block-direct", f"--block:storage={disk}",
                f"--stats={stats}", build_x86 / "blk_bench.elf", "reads=500",
                f"misalign={misalign}")
-    _skip_without_odirect(r, disk)
+    skip_without_odirect(r, disk)
     assert r.returncode == 0, r.stdout + r.stderr
     reads, bs, _ = _parse(r)
     assert reads == 500 and bs in (512, 4096)  # the filesystem's DIO alignment
     # Each read is one pread(), bounced or not.
-    assert _stats(stats)[::2] == (500, 1)
-    assert _written(disk) and disk.read_bytes() == before
-
-
-def _loopdev(backing, *opts):
-    if not shutil.which("losetup"):
-        pytest.skip("losetup not available")
-    p = subprocess.run(["losetup", *opts, "--find", "--show", str(backing)],
-                       capture_output=True, text=True)
-    if p.returncode != 0:
-        pytest.skip(f"cannot create loop device: {p.stderr.strip()}")
-    return p.stdout.strip()
+    assert read_stats(stats)[::2] == (500, 1)
+    assert written(disk) and disk.read_bytes() == before
 
 
 def test_block_direct_loopdev(build_x86, kvm, tmp_path):
     disk = tmp_path / "disk.img"
-    before = _distinct_disk(disk, 2048)
-    dev = _loopdev(disk)
+    before = distinct_disk(disk, 2048)
+    dev = loopdev(disk)
     try:
         stats = tmp_path / "stats.txt"
         r = tender(build_x86, "--block-direct", f"--block:storage={dev}",
@@ -150,7 +109,7 @@ def test_block_direct_loopdev(build_x86, kvm, tmp_path):
                    "reads=300", "misalign=3")
         assert r.returncode == 0, r.stdout + r.stderr
         assert _parse(r)[:2] == (300, 512)
-        assert _stats(stats)[::2] == (300, 1)
+        assert read_stats(stats)[::2] == (300, 1)
     finally:
         subprocess.run(["losetup", "-d", dev])
     assert disk.read_bytes() == before
@@ -179,44 +138,14 @@ def _blkwin(build, disk, stats, ops, *extra):
 
 def _start_blkwin(build, disk, stats, ops):
     """Start blkwin and wait until its "p" op prints ready."""
-    proc = subprocess.Popen(
-        [str(build / "tender"), f"--block:storage={disk}", f"--stats={stats}",
-         str(build / "blkwin.elf"), f"ops={ops}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ready, _, _ = select.select([proc.stdout], [], [], 30)
-    if not ready or proc.stdout.readline() != "ready\n":
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"guest did not get ready: {out!r} {err!r}")
-    return proc
+    return start_ready([str(build / "tender"), f"--block:storage={disk}",
+                        f"--stats={stats}", str(build / "blkwin.elf"),
+                        f"ops={ops}"])
 
 
-def test_window_counts_only_reads_after_last_write(build_x86, kvm, tmp_path):
-    disk = tmp_path / "disk.img"
-    before = _distinct_disk(disk, 8)
-    stats = tmp_path / "stats.txt"
-    r = _blkwin(build_x86, disk, stats, "r3,w1,r2,w2,r4")
-    assert (r.returncode, r.stdout) == (0, "done\n"), r.stdout + r.stderr
-    calls, ns, setup_calls, setup_ns = _stats(stats)
-    # Reads before the first and between the writes are all setup.
-    assert (calls, setup_calls) == (4, 5)
-    assert ns > 0 and setup_ns > 0
-    after = disk.read_bytes()
-    assert after[512:1024] == _pattern(1, 512)
-    assert after[1024:1536] == _pattern(2, 512)
-    assert after[:512] + after[1536:] == before[:512] + before[1536:]
-
-
-def test_failed_write_does_not_move_the_window(build_x86, kvm, tmp_path):
-    # An EINVAL write is no completed write; an EINVAL read makes no syscall.
-    disk = tmp_path / "disk.img"
-    before = _distinct_disk(disk, 8)
-    stats = tmp_path / "stats.txt"
-    r = _blkwin(build_x86, disk, stats, "r3,x,r2,e")
-    assert (r.returncode, r.stdout) == (0, "done\n"), r.stdout + r.stderr
-    calls, ns, setup_calls, setup_ns = _stats(stats)
-    assert (calls, setup_calls, setup_ns) == (5, 0, 0) and ns > 0
-    assert not _written(disk) and disk.read_bytes() == before
+@pytest.mark.parametrize("case", sorted(WINDOW_CASES))
+def test_window_accounting(build_x86, kvm, window_disk, case):
+    check_window_case(case, partial(_blkwin, build_x86), window_disk)
 
 
 def test_write_failing_on_the_host_does_not_move_the_window(build_x86, kvm,
@@ -226,70 +155,45 @@ def test_write_failing_on_the_host_does_not_move_the_window(build_x86, kvm,
     if not shutil.which("blockdev"):
         pytest.skip("blockdev not available")
     disk = tmp_path / "disk.img"
-    before = _distinct_disk(disk, 8)
-    dev = _loopdev(disk)
+    before = distinct_disk(disk, 8)
+    dev = loopdev(disk)
     try:
         stats = tmp_path / "stats.txt"
         proc = _start_blkwin(build_x86, dev, stats, "r2,w1,r3,p2,y,r4")
         subprocess.run(["blockdev", "--setro", dev], check=True)
         out, err = proc.communicate(timeout=30)
         assert (proc.returncode, out) == (0, "done\n"), out + err
-        assert _stats(stats)[::2] == (7, 2)
+        assert read_stats(stats)[::2] == (7, 2)
     finally:
         # The flag outlives the attachment: the next user of dev would get
         # a read-only device.
         subprocess.run(["blockdev", "--setrw", dev])
         subprocess.run(["losetup", "-d", dev])
     after = disk.read_bytes()   # w1 landed, y did not
-    assert after[512:1024] == _pattern(1, 512)
+    assert after[512:1024] == pattern(1, 512)
     assert after[:512] + after[1024:] == before[:512] + before[1024:]
 
 
-def test_no_reads_after_last_write(build_x86, kvm, window_disk):
-    disk, stats = window_disk
-    r = _blkwin(build_x86, disk, stats, "r2,w3")
-    assert (r.returncode, r.stdout) == (0, "done\n"), r.stdout + r.stderr
-    calls, ns, setup_calls, setup_ns = _stats(stats)
-    assert (calls, ns, setup_calls) == (0, 0, 2) and setup_ns > 0
-    assert disk.read_bytes()[1536:2048] == _pattern(3, 512)
-
-
-def test_no_block_io_gives_all_zero_stats(build_x86, kvm, disk, tmp_path):
-    stats = tmp_path / "stats.txt"
-    r = _blkwin(build_x86, disk, stats, "")
-    assert (r.returncode, r.stdout) == (0, "done\n"), r.stdout + r.stderr
-    assert stats.read_text() == ("pread_calls=0 pread_ns=0 "
-                                 "setup_pread_calls=0 setup_pread_ns=0\n")
-
-
 def test_stats_written_on_guest_fault(build_x86, kvm, window_disk):
-    disk, stats = window_disk
+    disk, _, stats = window_disk
     r = _blkwin(build_x86, disk, stats, "r2,w1,r3,f")
     assert r.returncode == 255 and "guest fault" in r.stderr, r.stderr
-    assert _stats(stats)[::2] == (3, 2)
+    assert read_stats(stats)[::2] == (3, 2)
 
 
 def test_stats_written_on_sigterm(build_x86, kvm, window_disk):
-    disk, stats = window_disk
+    disk, _, stats = window_disk
     proc = _start_blkwin(build_x86, disk, stats, "r1,w1,r2,p30")
     start = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert time.monotonic() - start < 10    # the sleeping guest is cut short
-    assert _stats(stats)[::2] == (2, 1)
+    assert read_stats(stats)[::2] == (2, 1)
 
 
 def test_short_read_counts_each_syscall(build_x86, kvm, window_disk):
-    # The guest pauses; the file then ends half-way through the two blocks it
-    # reads last: one pread() returns 512 bytes, the next one EOF. Both count.
-    disk, stats = window_disk
-    proc = _start_blkwin(build_x86, disk, stats, "r1,w1,p2,t")
-    os.truncate(disk, 7 * 512)
-    out, err = proc.communicate(timeout=30)
-    assert (proc.returncode, out) == (0, "done\n"), out + err
-    calls, ns, setup_calls, _ = _stats(stats)
-    assert (calls, setup_calls) == (2, 1) and ns > 0
+    check_short_read(partial(_start_blkwin, build_x86), window_disk)
 
 
 # ---- --block-sector-size
@@ -298,17 +202,17 @@ def test_short_read_counts_each_syscall(build_x86, kvm, window_disk):
 @pytest.mark.parametrize("misalign", [0, 1])
 def test_sector_size_4096_direct(build_x86, kvm, tmp_path, misalign):
     disk = tmp_path / "disk.img"
-    before = _distinct_disk(disk, 2048)
+    before = distinct_disk(disk, 2048)
     stats = tmp_path / "stats.txt"
     r = tender(build_x86, "--block-direct", "--block-sector-size:storage=4096",
                f"--block:storage={disk}", f"--stats={stats}",
                build_x86 / "blk_bench.elf", "reads=300",
                f"misalign={misalign}")
-    _skip_without_odirect(r, disk)
+    skip_without_odirect(r, disk)
     assert r.returncode == 0, r.stdout + r.stderr
     assert _parse(r)[:2] == (300, 4096)
-    assert _stats(stats)[::2] == (300, 1)
-    assert _written(disk) and disk.read_bytes() == before
+    assert read_stats(stats)[::2] == (300, 1)
+    assert written(disk) and disk.read_bytes() == before
 
 
 @pytest.mark.parametrize("before_block", [True, False])
@@ -323,7 +227,7 @@ def test_sector_size_buffered_either_order(build_x86, kvm, disk, tmp_path,
     assert r.returncode == 0, r.stdout + r.stderr
     # 1 MiB = 32 blocks of 32 KiB: 40 reads wrap once.
     assert _parse(r)[:2] == (40, 32768)
-    assert _stats(stats)[::2] == (40, 1)
+    assert read_stats(stats)[::2] == (40, 1)
 
 
 @pytest.mark.parametrize("value", [
@@ -364,8 +268,8 @@ def test_sector_size_given_twice(build_x86, disk):
 def test_sector_size_must_fit_odirect_alignment(build_x86, kvm, tmp_path):
     # A loop device with 4096-byte logical sectors: O_DIRECT needs 4096.
     disk = tmp_path / "disk.img"
-    before = _distinct_disk(disk, 2048)
-    dev = _loopdev(disk, "--sector-size", "4096")
+    before = distinct_disk(disk, 2048)
+    dev = loopdev(disk, "--sector-size", "4096")
     try:
         for size in (512, 2048):
             r = tender(build_x86, "--block-direct",
@@ -383,7 +287,7 @@ def test_sector_size_must_fit_odirect_alignment(build_x86, kvm, tmp_path):
                    "reads=50", "misalign=1")
         assert r.returncode == 0, r.stdout + r.stderr
         assert _parse(r)[:2] == (50, 8192)
-        assert _stats(stats)[::2] == (50, 1)
+        assert read_stats(stats)[::2] == (50, 1)
         # Without O_DIRECT the page cache takes any accepted size.
         r = tender(build_x86, "--block-sector-size:storage=512",
                    f"--block:storage={dev}", build_x86 / "blk_bench.elf",

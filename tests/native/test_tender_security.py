@@ -1,9 +1,7 @@
 """A malicious guest must never crash the tender or make it touch memory
 outside the guest; bad inputs give a clear one-line error."""
-import struct
-
 import pytest
-from tender_common import tender
+from tender_common import BAD_CLI_ARGS, BAD_ELVES, elf, tender
 
 ABORT_CASES = [
     "arg_oob", "arg_straddle", "arg_at_end", "exit_oob", "console_oob",
@@ -57,61 +55,6 @@ def test_fuzzed_wellformed_pointers_survive(build_x86, kvm, disk, seed):
     assert "fuzz survived" in r.stdout
 
 
-def _ehdr(**kw):
-    f = dict(ident=b"\x7fELF\x02\x01\x01\x00" + bytes(8), type=2,
-             machine=62, version=1, entry=0x100000, phoff=64, shoff=0,
-             flags=0, ehsize=64, phentsize=56, phnum=1, shentsize=0,
-             shnum=0, shstrndx=0)
-    f.update(kw)
-    return struct.pack("<16sHHIQQQIHHHHHH", f["ident"], f["type"],
-                       f["machine"], f["version"], f["entry"], f["phoff"],
-                       f["shoff"], f["flags"], f["ehsize"], f["phentsize"],
-                       f["phnum"], f["shentsize"], f["shnum"], f["shstrndx"])
-
-
-def _phdr(type=1, flags=5, offset=0x1000, vaddr=0x100000, paddr=None,
-          filesz=0x10, memsz=0x10, align=0x1000):
-    return struct.pack("<IIQQQQQQ", type, flags, offset, vaddr,
-                       vaddr if paddr is None else paddr, filesz, memsz,
-                       align)
-
-
-def _elf(eh=None, ph=None, size=0x1100):
-    eh = eh if eh is not None else _ehdr()
-    ph = ph if ph is not None else _phdr()
-    data = bytearray(size)
-    data[:len(eh)] = eh
-    data[64:64 + len(ph)] = ph
-    return bytes(data)
-
-
-BAD_ELVES = {
-    "empty": b"",
-    "short": b"\x7fELF\x02",
-    "magic": b"\x7fELG" + _elf()[4:],
-    "class32": _elf(_ehdr(ident=b"\x7fELF\x01\x01\x01\x00" + bytes(8))),
-    "bigendian": _elf(_ehdr(ident=b"\x7fELF\x02\x02\x01\x00" + bytes(8))),
-    "machine": _elf(_ehdr(machine=183)),
-    "dyn_type": _elf(_ehdr(type=3)),
-    "phentsize": _elf(_ehdr(phentsize=32)),
-    "phnum0": _elf(_ehdr(phnum=0)),
-    "phnum_huge": _elf(_ehdr(phnum=0xffff)),
-    "phoff_oob": _elf(_ehdr(phoff=0xfffffffffffffff0)),
-    "seg_file_oob": _elf(ph=_phdr(offset=0x1000, filesz=0x100000,
-                                  memsz=0x100000)),
-    "seg_offset_wrap": _elf(ph=_phdr(offset=0xffffffffffffff00,
-                                     filesz=0x200)),
-    "seg_below_min": _elf(ph=_phdr(vaddr=0x1000)),
-    "seg_above_mem": _elf(ph=_phdr(vaddr=0x40000000)),
-    "seg_memsz_wrap": _elf(ph=_phdr(memsz=0xffffffffffff0000)),
-    "seg_filesz_gt_memsz": _elf(ph=_phdr(filesz=0x20, memsz=0x10)),
-    "vaddr_ne_paddr": _elf(ph=_phdr(paddr=0x200000)),
-    "entry_outside": _elf(_ehdr(entry=0x300000)),
-    "entry_not_exec": _elf(ph=_phdr(flags=6)),
-    "interp": _elf(ph=_phdr(type=3)),
-}
-
-
 @pytest.mark.parametrize("name", sorted(BAD_ELVES))
 def test_bad_elf(build_x86, kvm, tmp_path, name):
     p = tmp_path / f"{name}.elf"
@@ -124,10 +67,11 @@ def test_bad_elf(build_x86, kvm, tmp_path, name):
 
 
 def test_good_minimal_elf_loads(build_x86, kvm, tmp_path):
-    # Sanity for the generator above: a valid ELF whose code is "out to an
-    # unknown port" must get past the loader and be stopped as a guest fault.
+    # Sanity for the ELF generator (tender_common.elf): a valid ELF whose
+    # code is "out to an unknown port" must get past the loader and be
+    # stopped as a guest fault.
     code = bytes([0x66, 0xba, 0x00, 0x06, 0xef])  # mov $0x600,%dx; out
-    data = bytearray(_elf())
+    data = bytearray(elf())
     data[0x1000:0x1000 + len(code)] = code
     p = tmp_path / "mini.elf"
     p.write_bytes(bytes(data))
@@ -141,10 +85,7 @@ def test_missing_guest(build_x86, kvm, tmp_path):
     assert "missing.elf" in r.stderr and len(r.stderr.splitlines()) == 1
 
 
-@pytest.mark.parametrize("args", [
-    ["--mem=0"], ["--mem=abc"], ["--mem=999999"], ["--bogus"],
-    ["--block:=x"], ["--block:a b=x"], ["--net:x"], ["--stats="],
-])
+@pytest.mark.parametrize("args", BAD_CLI_ARGS)
 def test_bad_cli(build_x86, tmp_path, args):
     r = tender(build_x86, *args, tmp_path / "x.elf")
     assert r.returncode == 1

@@ -86,6 +86,20 @@ def test_skipped_platform_keeps_its_row_and_reason():
     assert math.isnan(host["ratio_carbon-x1"]) and pd.isna(host["runs"]) and pd.isna(host["accel"])
 
 
+def test_a_skipped_provider_gets_its_own_row_beside_the_measured_one():
+    df = pd.concat([runs([10, 12], [5, 5], platform="solo5-hvt", accel="kvm", provider="builtin"),
+                    runs([2, 3], [1, 1], platform="solo5-spt", accel="none", provider="builtin")])
+    why = "the upstream Solo5 source cannot be fetched from solo5.upstream.git (offline)"
+    skipped = {"solo5-hvt (upstream)": why, "solo5-spt (upstream)": why}
+    table = aggregate.blk_table(df, BLK_REFERENCE, "x86_64", ["solo5-hvt", "solo5-spt"], skipped)
+    assert list(table["platform"]) == ["solo5-hvt (upstream)", "solo5-hvt (builtin)", "solo5-spt (upstream)",
+                                       "solo5-spt (builtin)"]
+    assert list(table["note"].fillna("")) == [f"not measured: {why}", "", f"not measured: {why}", ""]
+    # The study's solo5-hvt value stands beside both providers; it never measured spt.
+    assert list(table["carbon-x1_total_ms"].fillna(0)) == [800.0, 800.0, 0, 0]
+    assert list(table["runs"].fillna(0)) == [0, 2, 0, 2]
+
+
 def test_tcg_and_kvm_rows_are_never_mixed():
     df = pd.concat([runs([10, 20], [1, 1], accel="tcg"), runs([30, 40], [1, 1], accel="kvm")])
     table = aggregate.blk_table(df, REFERENCE, "x86_64", ["qemu-linux-smp"], {})
@@ -265,6 +279,20 @@ def test_net_table_keeps_the_studys_values_for_unmeasured_platforms():
     # A platform the study never ran: one row saying why, nothing else.
     lwip = table[table["platform"] == "lwip"].iloc[0]
     assert lwip["note"] == "not measured: no runs" and lwip[["data_bytes"] + REF_COLUMNS].isna().all()
+
+
+def test_the_full_stack_stand_in_sits_beside_the_studys_mirage_values():
+    df = pd.concat([net_runs("lwip-solo5-spt", 1, [10_000, 10_400], [0, 0], accel="none", provider="builtin"),
+                    net_runs("solo5-spt", 1, [20_000, 20_400], [0, 0], accel="none", provider="builtin")])
+    table = aggregate.net_table(df, NET_REFERENCE, "aarch64", ["solo5-spt", "lwip-solo5-spt", "mirage-solo5"],
+                                {"mirage-solo5": "needs MirageOS"})
+    lwip = table[table["platform"] == "lwip-solo5-spt (builtin)"].iloc[0]
+    assert lwip["note"] == "full-stack unikernel (lwIP) on spt, a stand-in for mirage-solo5"
+    assert (lwip["zcu102_pps"], lwip["xgene1_pps"]) == (19_000.0, 29_000.0)
+    assert lwip["ratio_zcu102"] == pytest.approx(10_200 / 19_000)
+    # mirage-solo5 itself stays, unmeasured, with why; spt has no study value.
+    assert (table.loc[table["platform"] == "mirage-solo5", "note"] == "not measured: needs MirageOS").all()
+    assert math.isnan(table[table["platform"] == "solo5-spt (builtin)"].iloc[0]["zcu102_pps"])
 
 
 def test_net_table_with_no_runs_at_all_has_every_column():

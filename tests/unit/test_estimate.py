@@ -19,17 +19,17 @@ def write_job(results, rel, seconds, rows):
     (d / name).write_text(json.dumps(rows))
 
 
-def blk_row(platform, reads, total_s, accel="kvm", testbed="native", arch="x86_64"):
-    return {"arch": arch, "platform": platform, "accel": accel, "testbed": testbed, "reads": reads,
-            "total_ns": int(total_s * 1e9)}
+def blk_row(platform, reads, total_s, accel="kvm", testbed="native", arch="x86_64", provider=""):
+    return {"arch": arch, "platform": platform, "provider": provider, "accel": accel, "testbed": testbed,
+            "reads": reads, "total_ns": int(total_s * 1e9)}
 
 
 @pytest.fixture
 def results(tmp_path):
     r = tmp_path / "results"
     # Two repetitions of 1000 reads: 0.5 s and 1.5 s of reading in jobs of 3 s and 4 s.
-    write_job(r, "blk/x86_64/solo5-hvt/rep1", 3.0, blk_row("solo5-hvt", 1000, 0.5))
-    write_job(r, "blk/x86_64/solo5-hvt/rep2", 4.0, blk_row("solo5-hvt", 1000, 1.5))
+    write_job(r, "blk/x86_64/solo5-hvt/builtin/rep1", 3.0, blk_row("solo5-hvt", 1000, 0.5, provider="builtin"))
+    write_job(r, "blk/x86_64/solo5-hvt/builtin/rep2", 4.0, blk_row("solo5-hvt", 1000, 1.5, provider="builtin"))
     # One testbed boot of 2 repetitions, 100 reads each, 1 s each, in a 32 s job.
     write_job(r, "blk/aarch64/host/testbed", 32.0,
               [blk_row("host", 100, 1.0, "none", "emulated", "aarch64")] * 2)
@@ -47,7 +47,7 @@ def results(tmp_path):
 
 def test_the_model_splits_each_job_into_fixed_and_per_unit_cost(results):
     model = estimate.fit(results, ["qemu_build"])
-    solo5 = model.rows["blk/x86_64/solo5-hvt/native"]
+    solo5 = model.rows["blk/x86_64/solo5-hvt/builtin/native"]
     assert solo5.job_s == pytest.approx(2.5)  # mean of 3 - 0.5 and 4 - 1.5
     assert solo5.unit_s == pytest.approx(2.0 / 2000)
     testbed = model.rows["blk/aarch64/host/testbed"]
@@ -69,7 +69,7 @@ def test_the_model_survives_its_yaml_and_local_values_win(results, tmp_path):
     path.write_text(model.to_yaml("a machine", "2026-11-26"))
     stored = estimate.load_model(path)
     assert stored.rows.keys() == model.rows.keys() and stored.rules.keys() == model.rules.keys()
-    assert stored.rows["blk/x86_64/solo5-hvt/native"].job_s == pytest.approx(2.5)
+    assert stored.rows["blk/x86_64/solo5-hvt/builtin/native"].job_s == pytest.approx(2.5)
     assert "a machine, 2026-11-26" in stored.source
     local = estimate.Model(rules={"qemu_build": 10.0}, source="local")
     merged = local.merged_over(stored)
@@ -79,8 +79,11 @@ def test_the_model_survives_its_yaml_and_local_values_win(results, tmp_path):
 def test_a_job_is_priced_by_its_counts_and_mode(results):
     model = estimate.fit(results, ["qemu_build"])
     config = {**CONFIG, "blk": {**CONFIG["blk"], "reads": 10000}}
-    native = estimate.estimate_job(model, "blk_solo5_run", {"arch": "x86_64", "rep": "1"}, config, {})
+    builtin = {"arch": "x86_64", "platform": "solo5-hvt", "provider": "builtin", "rep": "1"}
+    native = estimate.estimate_job(model, "blk_solo5_run", builtin, config, {})
     assert native.seconds == pytest.approx(2.5 + 10000 * 0.001) and native.known
+    # The other provider's row is a row kind of its own, not priced by this one.
+    assert not estimate.estimate_job(model, "blk_solo5_run", {**builtin, "provider": "upstream"}, config, {}).known
     # A testbed job runs every repetition at the emulated counts.
     bed = estimate.estimate_job(model, "testbed_run", {"arch": "aarch64", "platform": "host", "experiment": "blk"},
                                 config, {})
@@ -90,7 +93,8 @@ def test_a_job_is_priced_by_its_counts_and_mode(results):
     net = estimate.estimate_job(model, "net_qemu_run", {"arch": "x86_64"}, config, {"x86_64": "tcg"})
     units = CONFIG["testbed"]["net"]["packets"] * CONFIG["testbed"]["net"]["repetitions"] * len(CONFIG["net"]["sizes"])
     assert net.seconds == pytest.approx(6 + units * 0.002)
-    unknown = estimate.estimate_job(model, "net_solo5_run", {"arch": "x86_64"}, config, {})
+    unknown = estimate.estimate_job(model, "net_solo5_run",
+                                    {"arch": "x86_64", "platform": "solo5-spt", "provider": "builtin"}, config, {})
     assert not unknown.known
     cached = estimate.estimate_job(model, "qemu_build", {}, config, {}, cached=True)
     assert cached.seconds == estimate.CACHE_HIT_S and cached.label == "qemu_build (cached)"
@@ -100,11 +104,14 @@ def test_the_plan_has_one_job_per_native_repetition_and_one_per_testbed_boot():
     plan = matrix.plan(CONFIG, "x86_64", (True, "usable"))
     jobs = [rule for c in plan if c.runnable for rule, _ in estimate.combination_jobs(c, CONFIG, {"x86_64": "tcg"})]
     reps, tcg_reps = CONFIG["blk"]["repetitions"], CONFIG["testbed"]["blk"]["repetitions"]
-    assert jobs.count("blk_host_run") == reps and jobs.count("blk_solo5_run") == reps
+    # solo5-hvt and solo5-spt, each from both providers.
+    assert jobs.count("blk_host_run") == reps and jobs.count("blk_solo5_run") == 4 * reps
     assert jobs.count("blk_qemu_run") == 2 * tcg_reps  # smp and 1core under TCG: emulated counts
     kvm = [rule for c in plan if c.runnable for rule, _ in estimate.combination_jobs(c, CONFIG, {"x86_64": "kvm"})]
     assert kvm.count("blk_qemu_run") == 2 * reps
-    assert jobs.count("testbed_run") == 6 and jobs.count("net_solo5_run") == jobs.count("net_qemu_run") == 1
+    # aarch64 in the testbed: 5 block rows, 5 network rows, unikernels from the builtin provider only.
+    assert jobs.count("testbed_run") == 10 and jobs.count("net_qemu_run") == 1
+    assert jobs.count("net_solo5_run") == 8  # 4 unikernel platforms x 2 providers
 
 
 def test_counts_beyond_a_time_limit_are_refused_with_the_key_to_change(results):
@@ -119,18 +126,20 @@ def test_counts_beyond_a_time_limit_are_refused_with_the_key_to_change(results):
     assert estimate.too_long(estimate.Plan(items, "test"), CONFIG) is None
     # A native block job is one repetition: only its reads make it longer.
     slow = {**CONFIG, "blk": {**CONFIG["blk"], "reads": 1_000_000, "timeout_s": 1}}
-    items = estimate.planned_measurements(model, [c for c in plan if c.label == "blk/x86_64/solo5-hvt"], slow, {})
+    items = estimate.planned_measurements(model, [c for c in plan if c.label == "blk/x86_64/solo5-hvt/builtin"],
+                                          slow, {})
     assert "; lower blk.reads, or raise blk.timeout_s" in estimate.too_long(estimate.Plan(items, "test"), slow)
 
 
 def test_a_guess_refuses_nothing():
     """A row kind the model lacks (here: a Linux guest under a hardware KVM) is guessed, never refused."""
     model = estimate.load_model(REPO / "config/cost_model.yaml")
-    plan = matrix.plan(CONFIG, "x86_64", (True, "usable"))
-    items = estimate.planned_measurements(model, plan, CONFIG, {"x86_64": "kvm"})
+    config = {**CONFIG, "net": {**CONFIG["net"], "packets": 100_000}}  # the study's: the guess is long
+    plan = matrix.plan(config, "x86_64", (True, "usable"))
+    items = estimate.planned_measurements(model, plan, config, {"x86_64": "kvm"})
     net = next(i for i in items if i.rule == "net_qemu_run")
-    assert not net.known and net.seconds > CONFIG["guest"]["run_timeout_s"]
-    assert estimate.too_long(estimate.Plan(items, "test"), CONFIG) is None
+    assert not net.known and net.seconds > config["guest"]["run_timeout_s"]
+    assert estimate.too_long(estimate.Plan(items, "test"), config) is None
 
 
 def test_an_estimate_more_than_twice_off_is_reported():

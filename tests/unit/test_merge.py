@@ -519,7 +519,8 @@ def test_the_merged_provenance_names_every_host_its_artifact_and_pipeline(merged
         assert host["label"] and host["identity"]["cpu_model"] == host["provenance"]["host"]["cpu_model"]
     assert written["merged_by"]["merge"]["allow_mismatch"] is False
     assert written["tables"]["blk"] == {"archs": ["x86_64", "aarch64"],
-                                        "platforms": ["host", "solo5-hvt", "qemu-linux-smp", "qemu-linux-1core"]}
+                                        "platforms": ["host", "solo5-hvt", "solo5-spt", "qemu-linux-smp",
+                                                      "qemu-linux-1core"]}
     assert written["settings"]["blk.reads"] == 2000 and "measure.cpu" not in written["settings"]
     hosts = pd.read_csv(out / "hosts.csv", keep_default_na=False)
     assert list(hosts.columns) == merge.HOSTS_COLUMNS and list(hosts["column"]) == hosts_of(rec)

@@ -242,14 +242,14 @@ def test_block_rows_from_the_transcript() -> None:
 def test_exit_floor_and_net_rows_from_the_transcript() -> None:
     segs = testbed.parse_segments(TRANSCRIPT)
     assert testbed.exit_floor_result(segs, LOG) == {"n": 2000, "total_ns": 357444624}
-    rows = testbed.net_rows(segs, sizes=[1, 1472], reps=1, console_log=LOG, kvm_impl=KVM, provider="builtin")
+    rows = testbed.net_rows(segs, sizes=[1, 1472], reps=1, console_log=LOG, kvm_impl=KVM)
     assert [list(r) for r in rows] == [results.NET_COLUMNS, results.NET_COLUMNS]
     assert [(r["data_bytes"], r["rep"], r["pps"], r["avg_rtt_ns"], r["lost"]) for r in rows] == [
         (1, 1, 715.59, 1397452, 0), (1472, 1, 773.73, 1292447, 0)]
     assert [(r["p50_rtt_ns"], r["p90_rtt_ns"], r["p99_rtt_ns"]) for r in rows] == [
         (1294336, 1703936, 5566096), (1261568, 1376256, 1912320)]
-    assert {(r["platform"], r["accel"], r["testbed"], r["arch"]) for r in rows} == {
-        ("solo5-hvt", "kvm", "emulated", "aarch64")}
+    assert {(r["platform"], r["provider"], r["accel"], r["testbed"], r["arch"], r["kvm_impl"]) for r in rows} == {
+        ("solo5-hvt", "builtin", "kvm", "emulated", "aarch64", KVM)}
 
 
 def test_net_row_defaults_to_the_native_testbed() -> None:
@@ -322,6 +322,144 @@ def test_broken_framing_is_rejected(lines: list[str]) -> None:
         testbed.parse_segments(lines)
 
 
+# ------------------------------------------------------ unikernel platforms
+
+
+def test_binaries_of_the_builds_and_where_the_image_puts_them() -> None:
+    native, solo5, lwip = Path("/b/native"), Path("/b/solo5-builtin"), Path("/b/lwip-builtin")
+    without = testbed.Binaries.from_build(Path("/b/init"), Path("/b/busybox"), native, solo5)
+    assert without.files() == {
+        "bin/blk_bench": native / "blk_bench", "bin/icmp_bench": native / "icmp_bench",
+        "bin/tender": solo5 / "tender", "bin/kvm_exit_floor": solo5 / "kvm_exit_floor",
+        "opt/unikernels/blk_bench.elf": solo5 / "blk_bench.elf",
+        "opt/unikernels/ping_serve.elf": solo5 / "ping_serve.elf",
+        "bin/spt_tender": solo5 / "spt_tender", "opt/unikernels/blk_bench.spt": solo5 / "blk_bench.spt",
+        "opt/unikernels/ping_serve.spt": solo5 / "ping_serve.spt"}
+    assert (without.lwip_serve_elf, without.lwip_serve_spt) == (None, None)
+    with_lwip = testbed.Binaries.from_build(Path("/b/init"), Path("/b/busybox"), native, solo5, lwip)
+    assert with_lwip.files() == {**without.files(), "opt/unikernels/lwip_serve.elf": lwip / "lwip_serve.elf",
+                                 "opt/unikernels/lwip_serve.spt": lwip / "lwip_serve.spt"}
+
+
+def test_base_image_names_the_missing_spt_and_lwip_programs(tmp_path: Path) -> None:
+    binaries = testbed.Binaries.from_build(tmp_path / "init", tmp_path / "busybox", tmp_path / "native",
+                                           tmp_path / "solo5", tmp_path / "lwip")
+    absent = {binaries.spt_tender, binaries.lwip_serve_spt}
+    for path in {binaries.init, binaries.busybox, *binaries.files().values()} - absent:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\x7fELF")
+    with pytest.raises(TestbedError) as exc:
+        testbed.build_base_initramfs(tmp_path / "base.initrd", tmp_path / "tree", binaries)
+    assert str(exc.value) == ("testbed programs missing (build them first): "
+                              f"{tmp_path / 'solo5' / 'spt_tender'}, {tmp_path / 'lwip' / 'lwip_serve.spt'}")
+    assert not (tmp_path / "base.initrd").exists()
+
+
+def test_spt_block_fragment_is_the_hvt_job_on_the_spt_tender() -> None:
+    spt = testbed.tender_blk_fragment(200, 512, 2, 32, platform="solo5-spt")
+    assert ("    /bin/spt_tender --mem=32 --block:storage=/dev/loop0 --block-sector-size:storage=512 \\\n"
+            "        --block-direct --stats=/tmp/pread.stats /opt/unikernels/blk_bench.spt reads=200 2>&1\n") in spt
+    hvt = testbed.tender_blk_fragment(200, 512, 2, 32)
+    assert hvt == testbed.tender_blk_fragment(200, 512, 2, 32, platform="solo5-hvt")
+    assert spt == hvt.replace("/bin/tender ", "/bin/spt_tender ").replace("blk_bench.elf", "blk_bench.spt")
+    assert "spt" not in hvt
+
+
+@pytest.mark.parametrize("platform, tender, guest_path", [
+    ("solo5-hvt", "tender", "/opt/unikernels/ping_serve.elf"),
+    ("solo5-spt", "spt_tender", "/opt/unikernels/ping_serve.spt"),
+    ("lwip-solo5-hvt", "tender", "/opt/unikernels/lwip_serve.elf"),
+    ("lwip-solo5-spt", "spt_tender", "/opt/unikernels/lwip_serve.spt"),
+])
+def test_net_fragment_runs_the_platforms_unikernel_on_its_tender(platform: str, tender: str,
+                                                                  guest_path: str) -> None:
+    fragment = testbed.tender_net_fragment([1], 1, 10, 1, 32, platform=platform)
+    assert (f"\n/bin/{tender} --mem=32 --net:service=tap100 {guest_path} ip=10.0.0.2 >/tmp/server.log 2>&1 &\n"
+            "tpid=$!\n") in fragment
+    # A tender gone early: its exit status and its own output (where a seccomp kill is) go into the frame.
+    gone = fragment.index(f'            wait $tpid; echo "the {tender} exited early with status $?:"\n'
+                          f"            sed 's/^/{tender}: /; s/UNIKIO/GUEST/g' /tmp/server.log\n")
+    assert fragment.index("begin tender-net $rep $size") < gone < fragment.index("end tender-net $rep $rc $size")
+    proc = subprocess.run(["sh", "-n"], input=testbed.job_script([fragment]), capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_unikernel_table_and_accel_of_each_platform() -> None:
+    assert testbed.unikernel("blk", "solo5-spt") == ("spt_tender", "blk_bench.spt")
+    assert testbed.unikernel("net", "lwip-solo5-hvt") == ("tender", "lwip_serve.elf")
+    assert {(e, p): testbed.unikernel_accel(e, p) for e, plats in testbed.UNIKERNELS.items() for p in plats} == {
+        ("blk", "solo5-hvt"): "kvm", ("blk", "solo5-spt"): "none", ("net", "solo5-hvt"): "kvm",
+        ("net", "solo5-spt"): "none", ("net", "lwip-solo5-hvt"): "kvm", ("net", "lwip-solo5-spt"): "none"}
+    # Every tender and guest of the table is in the image.
+    assert {key for pair in (*testbed.UNIKERNELS["blk"].values(), *testbed.UNIKERNELS["net"].values())
+            for key in pair} <= set(testbed.BIN)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: testbed.tender_blk_fragment(10, 512, 1, 32, platform="lwip-solo5-hvt"),  # lwIP has no block row
+    lambda: testbed.tender_blk_fragment(10, 512, 1, 32, platform="host"),
+    lambda: testbed.tender_net_fragment([1], 1, 10, 1, 32, platform="qemu-linux"),
+    lambda: testbed.blk_rows([], kind="tender-blk", reps=1, block_size=512, console_log=LOG, kvm_impl=KVM,
+                             platform="lwip-solo5-spt"),
+    lambda: testbed.net_rows([], sizes=[1], reps=1, console_log=LOG, kvm_impl=KVM, platform="solo5-spt-x"),
+    lambda: testbed.net_rows([], sizes=[1], reps=1, console_log=LOG, kvm_impl=KVM, kind="tender-blk"),
+])
+def test_platforms_the_testbed_does_not_run_are_rejected(make) -> None:
+    with pytest.raises(ValueError, match="not a"):
+        make()
+
+
+def test_spt_block_rows_have_no_kvm() -> None:
+    rows = testbed.blk_rows(testbed.parse_segments(TRANSCRIPT), kind="tender-blk", reps=2, block_size=512,
+                            console_log=LOG, kvm_impl=KVM, host="h", platform="solo5-spt")
+    assert [{k: v for k, v in r.items() if k not in ("timestamp", "pipeline_version")} for r in rows] == [
+        {"arch": "aarch64", "platform": "solo5-spt", "provider": "builtin", "accel": "none", "testbed": "emulated",
+         "block_size": 512, "reads": 200, "rep": rep, "total_ns": total, "pread_ns": pread, "pread_calls": 200,
+         "host": "h", "kvm_impl": "", "load_before": None, "load_after": None, "runnable_before": None,
+         "runnable_after": None}
+        for rep, total, pread in ((1, 158243392, 114630176), (2, 172556576, 127788416))]
+
+
+@pytest.mark.parametrize("platform, accel, kvm_impl", [
+    ("solo5-spt", "none", ""), ("lwip-solo5-hvt", "kvm", KVM), ("lwip-solo5-spt", "none", "")])
+def test_net_rows_of_the_new_unikernel_platforms(platform: str, accel: str, kvm_impl: str) -> None:
+    rows = testbed.net_rows(testbed.parse_segments(TRANSCRIPT), sizes=[1, 1472], reps=1, console_log=LOG,
+                            kvm_impl=KVM, platform=platform)
+    assert [(r["platform"], r["provider"], r["accel"], r["kvm_impl"], r["data_bytes"], r["avg_rtt_ns"])
+            for r in rows] == [(platform, "builtin", accel, kvm_impl, 1, 1397452),
+                               (platform, "builtin", accel, kvm_impl, 1472, 1292447)]
+    assert all(list(r) == results.NET_COLUMNS for r in rows)
+
+
+SECCOMP_LINE = "spt_tender: guest killed by the seccomp filter: it called openat (syscall 56)"
+
+
+def test_a_seccomp_kill_of_a_block_guest_names_the_syscall() -> None:
+    # The tender's parent still writes the stats file, which the job prints after it.
+    lines = ["TB-BEGIN kind=tender-blk rep=1", "            |      ___|", SECCOMP_LINE,
+             "pread_calls=0 pread_ns=0 setup_pread_calls=0 setup_pread_ns=0", "TB-END kind=tender-blk rep=1 status=159"]
+    with pytest.raises(TestbedError) as exc:
+        testbed.blk_rows(testbed.parse_segments(lines), kind="tender-blk", reps=1, block_size=512,
+                         console_log=LOG, kvm_impl=KVM, platform="solo5-spt")
+    assert str(exc.value) == f"testbed tender-blk rep 1 exited with status 159: {SECCOMP_LINE} (console log: {LOG})"
+
+
+def test_a_seccomp_kill_of_a_network_guest_names_the_syscall() -> None:
+    """As the job relays it: the tender's output prefixed with its name after icmp_bench found it gone."""
+    lines = ["TB-BEGIN kind=tender-net rep=1 size=1", "the spt_tender exited early with status 159:",
+             "spt_tender: lwip_serve: ready",
+             "spt_tender: spt_tender: guest killed by the seccomp filter: it called syscall 41 of another ABI "
+             "(audit arch 0xc000003e)",
+             "TB-END kind=tender-net rep=1 size=1 status=72"]
+    with pytest.raises(TestbedError) as exc:
+        testbed.net_rows(testbed.parse_segments(lines), sizes=[1], reps=1, console_log=LOG, kvm_impl=KVM,
+                         platform="lwip-solo5-spt")
+    assert str(exc.value) == (
+        "testbed tender-net rep 1 size 1 exited with status 72 (the tender exited early): spt_tender: guest killed "
+        f"by the seccomp filter: it called syscall 41 of another ABI (audit arch 0xc000003e) (console log: {LOG})")
+
+
 # ------------------------------------------------------ runner (fake QEMU)
 
 
@@ -372,6 +510,33 @@ def test_run_job_records_the_testbed_kernels_kvm_and_logs_what_it_ran(tmp_path: 
     logged = log.getvalue()
     assert logged.startswith(f"$ {tb.qemu} ") and "# job.sh in that initrd:\n#!/bin/sh\n" in logged
     assert "--block-sector-size:storage=512" in logged
+
+
+def test_spt_and_lwip_rows_through_a_boot(tmp_path: Path) -> None:
+    tb = fake_testbed(tmp_path)
+    log = io.StringIO()
+    rows, _ = testbed.tender_blk(tb, reads=200, block_size=512, reps=2, mem_mb=32, work_dir=tmp_path / "w",
+                                 console_log=tmp_path / "blk.log", timeout_s=30, log=log, platform="solo5-spt")
+    assert [(r["platform"], r["accel"], r["kvm_impl"], r["pread_ns"]) for r in rows] == [
+        ("solo5-spt", "none", "", 114630176), ("solo5-spt", "none", "", 127788416)]
+    assert "/bin/spt_tender --mem=32 --block:storage=/dev/loop0" in log.getvalue()
+    log = io.StringIO()
+    rows, _ = testbed.tender_net(tb, sizes=[1, 1472], reps=1, packets=50, max_loss_pct=1, mem_mb=32,
+                                 work_dir=tmp_path / "w", console_log=tmp_path / "net.log", timeout_s=30, log=log,
+                                 platform="lwip-solo5-spt")
+    assert [(r["platform"], r["accel"], r["data_bytes"]) for r in rows] == [
+        ("lwip-solo5-spt", "none", 1), ("lwip-solo5-spt", "none", 1472)]
+    assert "/bin/spt_tender --mem=32 --net:service=tap100 /opt/unikernels/lwip_serve.spt ip=10.0.0.2" in log.getvalue()
+
+
+def test_run_job_relays_a_seccomp_kill(tmp_path: Path) -> None:
+    tb = fake_testbed(tmp_path, status=159, transcript=[
+        "TB-BEGIN kind=tender-blk rep=1", SECCOMP_LINE, "TB-END kind=tender-blk rep=1 status=159"])
+    with pytest.raises(TestbedError) as exc:
+        testbed.tender_blk(tb, reads=200, block_size=512, reps=1, mem_mb=32, work_dir=tmp_path / "w",
+                           console_log=tmp_path / "c.log", timeout_s=30, platform="solo5-spt")
+    assert str(exc.value) == (f"testbed tender-blk rep 1 exited with status 159: {SECCOMP_LINE} "
+                              f"(console log: {tmp_path / 'c.log'})")
 
 
 def test_run_job_reports_a_failed_job_in_one_line(tmp_path: Path) -> None:

@@ -81,15 +81,15 @@ def test_block_repetitions_interleave_across_platforms(project):
     measuring = measurement_rules()
     prepare = [int(j["priority"]) for j in jobs if j["rule"] not in measuring]
     measure = [j for j in jobs if j["rule"] in measuring]
-    by_rep = {}  # {repetition: {(arch, platform): priority}}
+    by_rep = {}  # {repetition: {(arch, platform and provider): priority}}
     for j in measure:
-        m = re.fullmatch(r"results/raw/blk/(\w+)/([\w-]+)/rep(\d+)/row\.json", j["output"])
+        m = re.fullmatch(r"results/raw/blk/(\w+)/([\w/-]+)/rep(\d+)/row\.json", j["output"])
         if m:
             by_rep.setdefault(int(m.group(3)), {})[m.group(1), m.group(2)] = int(j["priority"])
     assert sorted(by_rep) == [1, 2, 3]  # smoke: 3 repetitions
     platforms = set(by_rep[1])
     # The Linux-guest rows join once the probe has run (same rep_priority; see the test above).
-    assert {p for _, p in platforms} >= {"host"}, platforms
+    assert {p for _, p in platforms} >= {"host", "solo5-hvt/builtin", "solo5-spt/builtin"}, platforms
     # One priority per repetition, the same for every platform, lower for each later one: in priority order the
     # jobs run repetition 1 of every platform, then repetition 2 of every platform, then 3.
     assert [set(by_rep[r]) for r in (1, 2, 3)] == [platforms] * 3
@@ -152,8 +152,8 @@ def test_skipped_combinations_are_announced(project):
     out = snakemake(project, "-n", overrides="net: {platforms: [qemu-linux, mirage-solo5]}\n")
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-2000:]
-    for arch in ("x86_64", "aarch64"):
-        assert f"skipped net/{arch}/mirage-solo5: MirageOS needs the opam repository" in text
+    # One line per reason, naming every combination it skips.
+    assert "skipped net/x86_64/mirage-solo5, net/aarch64/mirage-solo5: MirageOS needs the opam repository" in text
 
 
 @pytest.mark.parametrize("override,named", [
@@ -184,12 +184,43 @@ def test_lint_is_clean_apart_from_software_deployment(project):
     assert titles <= {SOFTWARE_LINT}, titles
 
 
-def test_unreachable_upstream_solo5_stops_with_one_sentence_and_no_fallback(project):
-    overrides = ("solo5: {provider: upstream, upstream: {git: 'file:///nonexistent/solo5.git'}}\n"
-                 "archs: [x86_64]\nblk: {platforms: [solo5-hvt]}\nnet: {platforms: []}\n")
-    proc = snakemake(project, "results/data/blk_runs.csv", overrides=overrides)
+def test_an_unreachable_upstream_solo5_skips_its_rows_with_one_sentence_and_the_rest_run(project):
+    overrides = ("solo5: {providers: [builtin, upstream], upstream: {git: 'file:///nonexistent/solo5.git'}}\n"
+                 "archs: [x86_64]\nblk: {platforms: [solo5-hvt, solo5-spt]}\nnet: {platforms: [lwip-solo5-spt]}\n")
+    proc = snakemake(project, "-n", overrides=overrides)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text[-2000:]
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("skipped ")]
+    assert line.startswith("skipped blk/x86_64/solo5-hvt/upstream, blk/x86_64/solo5-spt/upstream, "
+                           "net/x86_64/lwip-solo5-spt/upstream: the upstream Solo5 source cannot be fetched from "
+                           "solo5.upstream.git (")
+    assert line.endswith("; set solo5.upstream.local or $UNIKIO_SOLO5_SOURCE to a local git copy or release tarball")
+    jobs = planned(proc.stdout)
+    assert not [j for j in jobs if "upstream" in j["rule"] or "/upstream/" in j["output"]]
+    outputs = {j["output"] for j in jobs}
+    for row in ("blk/x86_64/solo5-hvt/builtin/rep1/row.json", "blk/x86_64/solo5-spt/builtin/rep1/row.json",
+                "net/x86_64/lwip-solo5-spt/builtin/rows.json"):
+        assert f"results/raw/{row}" in outputs, row
+
+
+def test_a_local_upstream_copy_plans_both_providers_side_by_side(project, tmp_path):
+    copy = tmp_path / "solo5.git"
+    copy.mkdir()  # existence is all start-up checks; the fetch verifies the commit
+    overrides = (f"solo5: {{providers: [builtin, upstream], upstream: {{local: '{copy}'}}}}\n"
+                 "archs: [x86_64]\nblk: {platforms: [solo5-spt]}\nnet: {platforms: [lwip-solo5-hvt]}\n")
+    proc = snakemake(project, "-n", overrides=overrides)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = planned(proc.stdout)
+    outputs = {j["output"] for j in jobs}
+    for provider in ("builtin", "upstream"):
+        assert f"results/raw/blk/x86_64/solo5-spt/{provider}/rep1/row.json" in outputs
+        assert f"results/raw/net/x86_64/lwip-solo5-hvt/{provider}/rows.json" in outputs
+    rules = {j["rule"] for j in jobs}
+    assert {"solo5_upstream_source", "solo5_upstream", "lwip_source", "lwip_builtin", "lwip_upstream"} <= rules
+
+
+def test_the_old_single_provider_key_is_refused_with_the_new_one_named(project):
+    proc = snakemake(project, "-n", overrides="solo5: {provider: upstream}\n")
     assert proc.returncode != 0
-    errors = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("ERROR in rule")]
-    assert len(errors) == 1 and "solo5.upstream.git" in errors[0] and "solo5.upstream.local" in errors[0]
-    assert not (project / "results/sources/solo5").exists()
-    assert not (project / "results/build/solo5-builtin").exists()
+    assert "unknown config key 'provider' at solo5; known keys there: floor_exits, mem_mb, providers, upstream" in (
+        proc.stdout + proc.stderr)

@@ -83,7 +83,8 @@ rule provenance:
             DEBIAN_DEB.replace("package.deb", "lock.json"),
             name=["kernel", "busybox"],
             arch=linux_guest_archs(),
-        ),
+        )
+        + unikernel_source_locks(),
         probes=expand(PROBE, arch=linux_guest_archs()),
         qemu=QEMU_BIN,
     output:
@@ -92,6 +93,8 @@ rule provenance:
         f"{LOGS}/provenance.log",
     params:
         config=config,
+        # As decided at start-up: what ran, and why the rest did not.
+        plan=[dataclasses.asdict(c) for c in PLAN],
         # Reruns on every commit: provenance names the pipeline that wrote it.
         pipeline=version.label(PIPELINE),
     script:

@@ -61,12 +61,35 @@ rule solo5_builtin:
         floor=f"{SOLO5_BUILTIN}/kvm_exit_floor",
         blk_bench=f"{SOLO5_BUILTIN}/blk_bench.elf",
         ping_serve=f"{SOLO5_BUILTIN}/ping_serve.elf",
+        spt_tender=f"{SOLO5_BUILTIN}/spt_tender",
+        blk_bench_spt=f"{SOLO5_BUILTIN}/blk_bench.spt",
+        ping_serve_spt=f"{SOLO5_BUILTIN}/ping_serve.spt",
     log:
         f"{LOGS}/solo5_builtin_{{arch}}.log",
     params:
         outdir=lambda wc, output: Path(output.tender).parent.resolve(),
     shell:
         "make -C native ARCH={wildcards.arch} O={params.outdir} > {log} 2>&1"
+
+
+# The lwIP unikernel on our bindings (hvt and spt), in a build directory of its
+# own so it never races solo5_builtin over the shared objects.
+rule lwip_builtin:
+    input:
+        lwip=LWIP_SRC,
+        sources=workflow_files("native/solo5/**/*", "native/lwip/**/*"),
+        makefile="native/Makefile",
+    output:
+        hvt=f"{LWIP_BUILTIN}/lwip_serve.elf",
+        spt=f"{LWIP_BUILTIN}/lwip_serve.spt",
+    log:
+        f"{LOGS}/lwip_builtin_{{arch}}.log",
+    params:
+        outdir=lambda wc, output: Path(output.hvt).parent.resolve(),
+        lwip=lambda wc, input: Path(input.lwip).resolve(),
+    shell:
+        "make -C native ARCH={wildcards.arch} O={params.outdir} LWIP_SRC={params.lwip}"
+        " {params.outdir}/lwip_serve.elf {params.outdir}/lwip_serve.spt > {log} 2>&1"
 
 
 rule debian_package_tree:
@@ -121,10 +144,29 @@ rule solo5_upstream:
         tree=directory(f"{SOLO5_UPSTREAM}/tree"),
         blk_bench=f"{SOLO5_UPSTREAM}/blk_bench.hvt",
         ping_serve=f"{SOLO5_UPSTREAM}/ping_serve.hvt",
+        blk_bench_spt=f"{SOLO5_UPSTREAM}/blk_bench.spt",
+        ping_serve_spt=f"{SOLO5_UPSTREAM}/ping_serve.spt",
     log:
         f"{LOGS}/solo5_upstream_{{arch}}.log",
     script:
         "../scripts/build_solo5_upstream.py"
+
+
+# The lwIP unikernel with upstream Solo5's toolchain: the same lwIP files and
+# glue as lwip_builtin, on upstream's bindings.
+rule lwip_upstream:
+    input:
+        tree=f"{SOLO5_UPSTREAM}/tree",
+        lwip=LWIP_SRC,
+        glue=workflow_files("native/lwip/**/*"),
+        util=["native/solo5/util.c", "native/solo5/include/solo5_util.h"],
+    output:
+        hvt=f"{LWIP_UPSTREAM}/lwip_serve.hvt",
+        spt=f"{LWIP_UPSTREAM}/lwip_serve.spt",
+    log:
+        f"{LOGS}/lwip_upstream_{{arch}}.log",
+    script:
+        "../scripts/build_lwip_upstream.py"
 
 
 rule testbed_initramfs:
@@ -133,7 +175,11 @@ rule testbed_initramfs:
         busybox=DEBIAN_TREE.replace("{name}", "busybox"),
         init=f"{GUEST_BUILD}/init",
         native=[NATIVE_BENCH, NATIVE_ICMP],
-        solo5=multiext(f"{SOLO5_BUILTIN}/", "tender", "kvm_exit_floor", "blk_bench.elf", "ping_serve.elf"),
+        solo5=multiext(f"{SOLO5_BUILTIN}/", "tender", "kvm_exit_floor", "blk_bench.elf", "ping_serve.elf",
+                       "spt_tender", "blk_bench.spt", "ping_serve.spt"),
+        # The lwIP guests only where an lwIP row runs in the testbed.
+        lwip=lambda wc: (multiext(f"{LWIP_BUILTIN.format(arch=wc.arch)}/", "lwip_serve.elf", "lwip_serve.spt")
+                         if "lwip" in planned_builds(wc.arch) else []),
     output:
         TESTBED_BASE,
     log:

@@ -1,4 +1,5 @@
 # Configuration checks, the run plan and the paths of the output contract.
+import dataclasses
 import json
 import os
 import sys
@@ -14,7 +15,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from unikio import config as unikio_config  # noqa: E402
 from unikio import merge as unikio_merge  # noqa: E402
-from unikio import aptsrc, codehash, conditions, counts, estimate, hostinfo, initramfs, matrix, progress, qemubuild, startup, supervise, version  # noqa: E402
+from unikio import aptsrc, codehash, conditions, counts, estimate, hostinfo, initramfs, matrix, progress, providers, qemubuild, startup, supervise, version  # noqa: E402
 
 PROBE = "results/raw/probe/{arch}/verdict.json"
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -26,9 +27,20 @@ validate(config, SCHEMA)
 PIPELINE = version.describe()
 HOST_ARCH = hostinfo.host_arch()
 KVM = hostinfo.kvm_status()
-PLAN = matrix.plan(config, HOST_ARCH, KVM)
+SOLO5_UPSTREAM_LOCK = "results/sources/solo5/lock.json"
+# solo5.upstream, with $UNIKIO_SOLO5_SOURCE standing in for an empty local.
+SOLO5_UPSTREAM_SOURCE = providers.upstream_source(config)
+PLAN = matrix.plan(
+    config, HOST_ARCH, KVM, seccomp=providers.seccomp_status(),
+    upstream=(providers.upstream_status(SOLO5_UPSTREAM_SOURCE, Path(SOLO5_UPSTREAM_LOCK))
+              if "upstream" in config["solo5"]["providers"] else matrix.READY),
+)
+# One line per reason: an unreachable upstream Solo5 skips many rows for one cause.
+_skipped = {}
 for _c in matrix.skipped(PLAN):
-    logger.info(f"skipped {_c.label}: {_c.reason}")
+    _skipped.setdefault(_c.reason, []).append(_c.label)
+for _reason, _labels in _skipped.items():
+    logger.info(f"skipped {', '.join(_labels)}: {_reason}")
 _problem = startup.check_disk_room(config, PLAN)
 if _problem:
     raise WorkflowError(_problem)
@@ -158,6 +170,7 @@ wildcard_constraints:
     arch="x86_64|aarch64",
     name="kernel|busybox",
     rep=r"\d+",
+    provider="builtin|upstream",
 
 APT_INDEX = "results/apt/index"
 QEMU_FILES = "results/sources/qemu/files"
@@ -170,7 +183,9 @@ NATIVE_ICMP = "results/build/native/{arch}/icmp_bench"
 SOLO5_BUILTIN = "results/build/solo5-builtin/{arch}"
 SOLO5_UPSTREAM = "results/build/solo5-upstream/{arch}"
 SOLO5_UPSTREAM_SRC = "results/sources/solo5/tree"
-SOLO5_UPSTREAM_LOCK = "results/sources/solo5/lock.json"
+LWIP_SRC = "results/sources/lwip/tree"
+LWIP_BUILTIN = "results/build/lwip-builtin/{arch}"
+LWIP_UPSTREAM = "results/build/lwip-upstream/{arch}"
 DEBIAN_DEB = "results/sources/{name}-{arch}/package.deb"
 DEBIAN_TREE = "results/build/{name}-{arch}/tree"
 GUEST_BUILD = "results/build/guest/{arch}"
@@ -186,6 +201,9 @@ EMULATED_ARCH_RE = "|".join(EMULATED_ARCHS) or "(?!)"
 FLOOR = "results/raw/floor/{arch}/floor.json"
 OVERHEAD_TABLE = "results/tables/overhead_{arch}.{ext}"
 BLK_RAW = "results/raw/blk/{arch}/{platform}/rep{rep}"
+# A unikernel row's files: one directory per Solo5 provider.
+BLK_UNIKERNEL_RAW = "results/raw/blk/{arch}/{platform}/{provider}/rep{rep}"
+NET_UNIKERNEL_RAW = "results/raw/net/{arch}/{platform}/{provider}"
 BLK_RUNS = "results/data/blk_runs.csv"
 NET_RAW = "results/raw/net/{arch}/{platform}"
 NET_RUNS = "results/data/net_runs.csv"
@@ -279,8 +297,9 @@ def blk_row_paths(guest_rows):
             if not guest_rows:
                 paths.append(f"{BLK_TESTBED.format(arch=c.arch, platform=c.platform)}/rows.json")
         elif c.platform.startswith("qemu-linux") == guest_rows:
+            raw = BLK_UNIKERNEL_RAW if c.provider else BLK_RAW
             paths += [
-                f"{BLK_RAW.format(arch=c.arch, platform=c.platform, rep=rep)}/row.json"
+                f"{raw.format(arch=c.arch, platform=c.platform, provider=c.provider, rep=rep)}/row.json"
                 for rep in range(1, blk_repetitions(c) + 1)
             ]
     return paths
@@ -295,17 +314,27 @@ def debian_package(name, arch):
     return ("busybox-static", config["guest"]["busybox_version"], "guest.busybox_version")
 
 
-def solo5_unikernel(app):
-    """Input function: the tender (our binary or the built upstream tree) and one app, for the configured provider."""
+def unikernel_files(experiment):
+    """Input function of a unikernel row: its tender (our binary, or the built upstream tree) and its guest, by
+    the job's platform (which tender, which app) and provider."""
 
     def inputs(wc):
-        if config["solo5"]["provider"] == "upstream":
-            base = SOLO5_UPSTREAM.format(arch=wc.arch)
-            return {"tender": f"{base}/tree", "guest": f"{base}/{app}.hvt"}
-        base = SOLO5_BUILTIN.format(arch=wc.arch)
-        return {"tender": f"{base}/tender", "guest": f"{base}/{app}.elf"}
+        kind = matrix.TENDER[wc.platform]
+        app = matrix.BLK_APP if experiment == "blk" else matrix.NET_APP[wc.platform]
+        if wc.provider == "upstream":
+            where = LWIP_UPSTREAM if app == "lwip_serve" else SOLO5_UPSTREAM
+            return {"tender": f"{SOLO5_UPSTREAM.format(arch=wc.arch)}/tree",
+                    "guest": f"{where.format(arch=wc.arch)}/{app}.{kind}"}
+        where = LWIP_BUILTIN if app == "lwip_serve" else SOLO5_BUILTIN
+        return {"tender": f"{SOLO5_BUILTIN.format(arch=wc.arch)}/{BUILTIN_TENDER[kind]}",
+                "guest": f"{where.format(arch=wc.arch)}/{app}.{BUILTIN_GUEST_EXT[kind]}"}
 
     return inputs
+
+
+# Our tender binary and guest suffix per Solo5 tender (native/Makefile).
+BUILTIN_TENDER = {"hvt": "tender", "spt": "spt_tender"}
+BUILTIN_GUEST_EXT = {"hvt": "elf", "spt": "spt"}
 
 
 def runnable_archs(experiment, platform):
@@ -321,10 +350,13 @@ def testbed_image(wc):
 
 def net_row_paths():
     """Row files of every runnable network combination (one job covers all sizes and repetitions)."""
-    return [
-        f"{(NET_TESTBED if c.testbed == 'emulated' else NET_RAW).format(arch=c.arch, platform=c.platform)}/rows.json"
-        for c in matrix.runnable(PLAN, "net")
-    ]
+    def row_dir(c):
+        if c.testbed == "emulated":
+            return NET_TESTBED.format(arch=c.arch, platform=c.platform)
+        return (NET_UNIKERNEL_RAW if c.provider else NET_RAW).format(arch=c.arch, platform=c.platform,
+                                                                       provider=c.provider)
+
+    return [f"{row_dir(c)}/rows.json" for c in matrix.runnable(PLAN, "net")]
 
 
 def net_archs():
@@ -347,8 +379,24 @@ def merged_parts(wc):
 
 
 def skipped_reasons(experiment, arch):
+    """{row label: why it is skipped} of an experiment on arch (a unikernel's label names its provider)."""
     return {
-        c.platform: c.reason
+        c.row_label: c.reason
         for c in PLAN
         if c.experiment == experiment and c.arch == arch and not c.runnable
     }
+
+
+def unikernel_source_locks():
+    """Lock files of the sources the planned unikernel rows are built from: lwIP, upstream Solo5."""
+    rows = [c for c in PLAN if c.runnable and c.provider]
+    locks = ["results/sources/lwip/lock.json"] if any(c.platform.startswith("lwip-") for c in rows) else []
+    return locks + ([SOLO5_UPSTREAM_LOCK] if any(c.provider == "upstream" for c in rows) else [])
+
+
+def planned_builds(arch):
+    """What the unikernel rows of arch need built: {'spt', 'lwip', 'upstream'} of the runnable ones."""
+    rows = [c for c in PLAN if c.runnable and c.arch == arch and c.provider]
+    needs = {"spt" for c in rows if matrix.TENDER[c.platform] == "spt"}
+    needs |= {"lwip" for c in rows if c.platform.startswith("lwip-")}
+    return needs | {"upstream" for c in rows if c.provider == "upstream"}

@@ -28,19 +28,20 @@ rule blk_host_run:
 
 rule blk_solo5_run:
     input:
-        unpack(solo5_unikernel("blk_bench")),
+        unpack(unikernel_files("blk")),
     output:
-        row=f"{BLK_RAW}/row.json".replace("{platform}", "solo5-hvt"),
+        row=f"{BLK_UNIKERNEL_RAW}/row.json",
     log:
-        f"{BLK_RAW}/run.log".replace("{platform}", "solo5-hvt"),
+        f"{BLK_UNIKERNEL_RAW}/run.log",
     benchmark:
-        f"{BLK_RAW}/benchmark.tsv".replace("{platform}", "solo5-hvt")
+        f"{BLK_UNIKERNEL_RAW}/benchmark.tsv"
+    wildcard_constraints:
+        platform="solo5-hvt|solo5-spt",
     params:
         reads=config["blk"]["reads"],
         block_size=config["blk"]["block_size"],
         timeout_s=config["blk"]["timeout_s"],
         mem_mb=config["solo5"]["mem_mb"],
-        provider=config["solo5"]["provider"],
         measure_cpu=config["measure"]["cpu"],
     threads: WHOLE_MACHINE
     priority: rep_priority
@@ -112,20 +113,21 @@ rule blk_qemu_run:
 
 rule net_solo5_run:
     input:
-        unpack(solo5_unikernel("ping_serve")),
+        unpack(unikernel_files("net")),
         icmp_bench=NATIVE_ICMP.format(arch=HOST_ARCH),
     output:
-        rows=f"{NET_RAW}/rows.json".replace("{platform}", "solo5-hvt"),
+        rows=f"{NET_UNIKERNEL_RAW}/rows.json",
     log:
-        f"{NET_RAW}/run.log".replace("{platform}", "solo5-hvt"),
+        f"{NET_UNIKERNEL_RAW}/run.log",
     benchmark:
-        f"{NET_RAW}/benchmark.tsv".replace("{platform}", "solo5-hvt")
+        f"{NET_UNIKERNEL_RAW}/benchmark.tsv"
+    wildcard_constraints:
+        platform="solo5-hvt|solo5-spt|lwip-solo5-hvt|lwip-solo5-spt",
     params:
         sizes=config["net"]["sizes"],
         reps=config["net"]["repetitions"],
         packets=config["net"]["packets"],
         max_loss_pct=config["net"]["max_loss_pct"],
-        provider=config["solo5"]["provider"],
         mem_mb=config["solo5"]["mem_mb"],
         measure_cpu=config["measure"]["cpu"],
     threads: WHOLE_MACHINE
@@ -176,13 +178,12 @@ rule testbed_run:
     wildcard_constraints:
         experiment="blk|net",
         arch=EMULATED_ARCH_RE,
-        platform="host|solo5-hvt|qemu-linux-smp|qemu-linux-1core|qemu-linux",
+        platform="host|solo5-hvt|solo5-spt|lwip-solo5-hvt|lwip-solo5-spt|qemu-linux-smp|qemu-linux-1core|qemu-linux",
     params:
         # Only this row's experiment, with the emulated counts: a blk change must not rerun the net boot.
         settings=lambda wc: counts.settings(config, wc.experiment, emulated=True),
         testbed=TESTBED_SETTINGS,
         mem_mb=config["solo5"]["mem_mb"],
-        provider=config["solo5"]["provider"],
         guest_memory_mb=config["guest"]["memory_mb"],
     threads: WHOLE_MACHINE
     script:

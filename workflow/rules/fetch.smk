@@ -68,6 +68,20 @@ rule solo5_upstream_source:
     log:
         f"{LOGS}/solo5_upstream_source.log",
     params:
-        source=config["solo5"]["upstream"],
+        source=SOLO5_UPSTREAM_SOURCE,
     script:
         "../scripts/fetch_solo5_upstream.py"
+
+
+rule lwip_source:
+    input:
+        apt=APT_INDEX,
+    output:
+        tree=directory("results/sources/lwip/tree"),
+        lock="results/sources/lwip/lock.json",
+    log:
+        f"{LOGS}/lwip_source.log",
+    params:
+        version=config["lwip"]["debian_version"],
+    script:
+        "../scripts/fetch_lwip_source.py"

@@ -1,4 +1,5 @@
-"""Rule blk_solo5_run: one repetition of the solo5-hvt row of the block experiment."""
+"""Rule blk_solo5_run: one repetition of a unikernel row (solo5-hvt, solo5-spt; either provider) of the block
+experiment."""
 
 from pathlib import Path
 
@@ -8,9 +9,10 @@ sm = snakemake  # noqa: F821
 
 
 def body(log):
-    row = blk.solo5_row(Path(sm.input.tender), Path(sm.input.guest), sm.wildcards.arch, int(sm.wildcards.rep),
-                        sm.params.reads, sm.params.block_size, sm.params.timeout_s, sm.params.mem_mb,
-                        sm.params.provider, log, cpu=conditions.measure_cpu(sm.params.measure_cpu))
+    wc, p = sm.wildcards, sm.params
+    row = blk.solo5_row(Path(sm.input.tender), Path(sm.input.guest), wc.arch, wc.platform, int(wc.rep), p.reads,
+                        p.block_size, p.timeout_s, p.mem_mb, wc.provider, log,
+                        cpu=conditions.measure_cpu(p.measure_cpu))
     results.write_row(Path(sm.output.row), row)
     log.write(f"row: {row}\n")
 

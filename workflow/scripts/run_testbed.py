@@ -17,26 +17,30 @@ def body(log):
     out = Path(sm.output[0])
     common = {"work_dir": out.parent, "console_log": out.with_name("console.log"), "timeout_s": p.testbed["timeout_s"],
               "log": log}
+    platform = sm.wildcards.get("platform")
     if sm.rule == "testbed_exit_floor_run":
         result, run = testbed.exit_floor(bed, exits=p.exits, **common)
-    elif sm.wildcards.experiment == "net" and sm.wildcards.platform == "qemu-linux":
+    elif sm.wildcards.experiment == "net" and platform == "qemu-linux":
         result, run = testbed.qemu_net(bed, sizes=list(p.settings["sizes"]), reps=p.settings["repetitions"],
                                        packets=p.settings["packets"], max_loss_pct=p.settings["max_loss_pct"],
                                        memory_mb=p.guest_memory_mb, **common)
     elif sm.wildcards.experiment == "net":
+        # solo5-hvt, solo5-spt, lwip-solo5-hvt, lwip-solo5-spt (testbed.UNIKERNELS["net"]).
         result, run = testbed.tender_net(bed, sizes=list(p.settings["sizes"]), reps=p.settings["repetitions"],
                                          packets=p.settings["packets"], max_loss_pct=p.settings["max_loss_pct"],
-                                         mem_mb=p.mem_mb, provider=p.provider, **common)
-    elif sm.wildcards.platform.startswith("qemu-linux"):
-        result, run = testbed.qemu_blk(bed, platform=sm.wildcards.platform, reads=p.settings["reads"],
+                                         mem_mb=p.mem_mb, platform=platform, **common)
+    elif platform.startswith("qemu-linux"):
+        result, run = testbed.qemu_blk(bed, platform=platform, reads=p.settings["reads"],
                                        block_size=p.settings["block_size"], reps=p.settings["repetitions"],
                                        memory_mb=p.guest_memory_mb, **common)
-    elif sm.wildcards.platform == "host":
+    elif platform == "host":
         result, run = testbed.host_blk(bed, reads=p.settings["reads"], block_size=p.settings["block_size"],
                                        reps=p.settings["repetitions"], **common)
     else:
+        # solo5-hvt, solo5-spt (testbed.UNIKERNELS["blk"]).
         result, run = testbed.tender_blk(bed, reads=p.settings["reads"], block_size=p.settings["block_size"],
-                                         reps=p.settings["repetitions"], mem_mb=p.mem_mb, provider=p.provider, **common)
+                                         reps=p.settings["repetitions"], mem_mb=p.mem_mb, platform=platform,
+                                         **common)
     log.write(f"testbed boot to job: {run.boot_s:.2f} s, whole run: {run.total_s:.2f} s\n")
     out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from unikio import hostinfo, job, matrix, provenance, qemubuild
+from unikio import job, matrix, provenance, qemubuild
 
 sm = snakemake  # noqa: F821
 
@@ -12,7 +12,7 @@ def body(log):
     record = provenance.collect(
         sm.params.config, [Path(p) for p in sm.input.locks],
         [qemu_bin / b for b in qemubuild.binaries(sm.params.config["qemu"]["targets"])],
-        matrix.plan(sm.params.config, hostinfo.host_arch(), hostinfo.kvm_status()),
+        [matrix.Combination(**c) for c in sm.params.plan],
         [Path(p) for p in sm.input.probes],
     )
     provenance.write(Path(sm.output[0]), record)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from . import conditions, hostinfo, metrics, stats
+from . import conditions, hostinfo, matrix, metrics, stats
 from .results import BLK_COLUMNS, NET_COLUMNS
 
 if TYPE_CHECKING:
@@ -42,9 +42,9 @@ _INT_COLUMNS = ("runs", "reads", "block_size", "data_bytes", "packets")
 NAN = float("nan")
 # Fixed per platform, so a platform looks the same in our panels and the study's.
 PLATFORM_COLOURS = {"host": "#8c8c8c", "solo5-hvt": "#4c72b0", "qemu-linux": "#dd8452", "qemu-linux-smp": "#dd8452",
-                    "qemu-linux-1core": "#c44e52", "mirage-solo5": "#55a868", "lwip-solo5": "#8172b3",
-                    "solo5-spt": "#64b5cd"}
-_SPARE_COLOURS = ("#937860", "#da8bc3", "#ccb974", "#2f4f4f")
+                    "qemu-linux-1core": "#c44e52", "mirage-solo5": "#55a868", "lwip-solo5-hvt": "#8172b3",
+                    "lwip-solo5-spt": "#da8bc3", "solo5-spt": "#64b5cd"}
+_SPARE_COLOURS = ("#937860", "#ccb974", "#2f4f4f")
 
 
 def collect_rows(paths: list[Path], columns: list[str] = BLK_COLUMNS) -> pd.DataFrame:
@@ -58,8 +58,23 @@ def collect_rows(paths: list[Path], columns: list[str] = BLK_COLUMNS) -> pd.Data
     return df.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
-def _label(platform: str, provider: str) -> str:
-    return f"{platform} ({provider})" if provider else platform
+_label = matrix.row_label
+
+
+def _study_platform(platform: str) -> str:
+    """The study's platform whose published values a row of ours is shown beside."""
+    return matrix.STUDY_PLATFORM.get(platform, platform)
+
+
+def _with_platform_note(platform: str, row_note: str) -> str:
+    return "; ".join(n for n in (matrix.NOTES.get(platform, ""), row_note) if n)
+
+
+def _unmeasured_labels(platform: str, measured: set[str], skipped: dict[str, str]) -> list[str]:
+    """Row labels of platform to show as not measured: each skipped provider's, or the platform's if it has no
+    row at all (skipped keys are row labels: the platform, with its provider in brackets for a unikernel)."""
+    labels = [label for label in skipped if base_platform(label) == platform and label not in measured]
+    return labels or ([] if measured else [platform])
 
 
 def not_performance_why(accel: object, testbed: object, kvm_impl: object = "") -> str | None:
@@ -118,10 +133,10 @@ def _prepared(runs: pd.DataFrame, arch: str) -> pd.DataFrame:
     return ours
 
 
-def _not_measured(platform: str, skipped: dict[str, str]) -> dict[str, object]:
-    """The start of a row for a configured platform without runs: why, and no accel or testbed."""
-    return {"platform": platform, "accel": None, "kvm_impl": None, "testbed": None,
-            "note": "not measured: " + skipped.get(platform, "no runs")}
+def _not_measured(label: str, skipped: dict[str, str]) -> dict[str, object]:
+    """The start of a row for a configured platform (or provider of one) without runs: why, no accel or testbed."""
+    return {"platform": label, "accel": None, "kvm_impl": None, "testbed": None,
+            "note": "not measured: " + skipped.get(label, "no runs")}
 
 
 def _reference(ref: pd.DataFrame, host: str, platform: str, column: str, size: int | None = None) -> float:
@@ -150,13 +165,14 @@ def blk_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str,
     records = []
     for platform in platforms:
         mine = ours[ours["platform"] == platform]
-        if mine.empty:
-            rec = _not_measured(platform, skipped)
+        study = _study_platform(platform)
+        measured = {_label(platform, p) for p in mine["provider"]}
+        for label in _unmeasured_labels(platform, measured, skipped):
+            rec = _not_measured(label, skipped)
             for host in ref_hosts:
-                rec[f"{host}_total_ms"] = _reference(ref, host, platform, "total_ms")
+                rec[f"{host}_total_ms"] = _reference(ref, host, study, "total_ms")
                 rec[f"ratio_{host}"] = NAN
             records.append(rec)
-            continue
         for (provider, accel, kvm_impl, testbed), g in mine.groupby(GROUP_KEYS, dropna=False):
             block_size = int(g["block_size"].iloc[0])
             per_read_us = (g["total_ns"] / g["reads"]).mean() / 1e3
@@ -167,11 +183,12 @@ def blk_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str,
                 **_described("pread", g["pread_ns"] / NS_PER_MS, "ms"),
                 **_described("guest_monitor", g["guest_monitor_ns"] / NS_PER_MS, "ms"),
                 "us_per_read": per_read_us,
-                **busy.columns(g, note(accel, testbed, kvm_impl)), "pipeline_version": _versions(g),
+                **busy.columns(g, _with_platform_note(platform, note(accel, testbed, kvm_impl))),
+                "pipeline_version": _versions(g),
             }
             comparable = block_size == STUDY_BLOCK_SIZE and not not_performance_why(accel, testbed, kvm_impl)
             for host in ref_hosts:
-                orig_ms = _reference(ref, host, platform, "total_ms")
+                orig_ms = _reference(ref, host, study, "total_ms")
                 rec[f"{host}_total_ms"] = orig_ms
                 rec[f"ratio_{host}"] = per_read_us / (orig_ms * 1e3 / STUDY_READS) if comparable else NAN
             records.append(rec)
@@ -335,7 +352,7 @@ def overhead_table(runs: pd.DataFrame, arch: str, floor: dict[str, int]) -> pd.D
     floor_ns = floor["total_ns"] / floor["n"]
     # The floor is measured where the tender runs: compare the tender and the host's own pread, not TCG guests.
     ours = _prepared(runs, arch)
-    ours = ours[ours["platform"].isin(["host", "solo5-hvt"])]
+    ours = ours[ours["platform"].isin(["host", "solo5-hvt", "solo5-spt"])]
     records = []
     for (platform, provider, accel, kvm_impl, testbed), g in ours.groupby(["platform", *GROUP_KEYS], dropna=False):
         total = (g["total_ns"] / g["reads"]).mean()
@@ -374,12 +391,13 @@ def net_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str, platforms:
     records = []
     for platform in platforms:
         mine = ours[ours["platform"] == platform]
-        if mine.empty:
-            sizes: list[int | None] = sorted({int(s) for s in ref.loc[ref["platform"] == platform, "icmp_data_bytes"]})
+        study = _study_platform(platform)
+        measured = {_label(platform, p) for p in mine["provider"]}
+        for label in _unmeasured_labels(platform, measured, skipped):
+            sizes: list[int | None] = sorted({int(s) for s in ref.loc[ref["platform"] == study, "icmp_data_bytes"]})
             for size in sizes or [None]:
-                rec = _not_measured(platform, skipped) | {"data_bytes": size}
-                records.append(rec | _net_reference(ref, ref_hosts, platform, size, NAN))
-            continue
+                rec = _not_measured(label, skipped) | {"data_bytes": size}
+                records.append(rec | _net_reference(ref, ref_hosts, study, size, NAN))
         for (provider, accel, kvm_impl, testbed, size), g in mine.groupby([*GROUP_KEYS, "data_bytes"], dropna=False):
             pps = g["pps"].mean()
             rec = {"platform": _label(platform, provider), "accel": accel, "kvm_impl": kvm_impl, "testbed": testbed,
@@ -388,9 +406,10 @@ def net_table(runs: pd.DataFrame, reference: pd.DataFrame, arch: str, platforms:
                    # Each run's percentile, averaged over runs (icmp_bench keeps no samples to pool).
                    **{f"p{q}_rtt_us": g[f"p{q}_rtt_ns"].mean() / 1e3 for q in (50, 90, 99)},
                    "lost_pct": 100 * g["lost"].sum() / g["packets"].sum(),
-                   **busy.columns(g, note(accel, testbed, kvm_impl)), "pipeline_version": _versions(g)}
+                   **busy.columns(g, _with_platform_note(platform, note(accel, testbed, kvm_impl))),
+                   "pipeline_version": _versions(g)}
             ratio_pps = NAN if not_performance_why(accel, testbed, kvm_impl) else pps
-            records.append(rec | _net_reference(ref, ref_hosts, platform, int(size), ratio_pps))
+            records.append(rec | _net_reference(ref, ref_hosts, study, int(size), ratio_pps))
     return _ordered(pd.DataFrame.from_records(records), NET_TABLE_COLUMNS)
 
 

@@ -1,4 +1,4 @@
-"""Rows of the block experiment that run on this host: `host` and `solo5-hvt`.
+"""Rows of the block experiment that run on this host: `host` and the unikernel tenders (`solo5-*`).
 
 Each repetition gets a fresh loop device over tmpfs (see loopdev), so O_DIRECT
 works and the host side never measures a shared, noisy disk.
@@ -13,16 +13,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from . import conditions, guest, hostinfo, loopdev, procs, progress, results, solo5
+from . import conditions, guest, hostinfo, loopdev, matrix, procs, progress, results, solo5
 from .errors import PipelineError
 
 
 def run_on_loop(argv_for: Callable[[str], tuple[list[str], dict[str, str]]], reads: int, block_size: int,
-                timeout_s: float, log: IO[str], cpu: int | None = None) -> tuple[str, dict[str, Any]]:
+                timeout_s: float, log: IO[str], cpu: int | None = None,
+                explain: Callable[[int, int], str | None] | None = None) -> tuple[str, dict[str, Any]]:
     """Run argv_for(/dev/loopN) = (argv, extra env) on a fresh loop device, on CPU cpu (any CPU for None).
 
     Returns its stdout and the conditions around it (load and runnable tasks
-    just before and after the program), or raises a one-line error.
+    just before and after the program), or raises a one-line error: explain's
+    (returncode, pid), where it has one, else the exit status and stderr's last line.
     """
     with loopdev.tmpfs_loop(loopdev.disk_bytes(reads, block_size)) as dev:
         argv, env = argv_for(dev)
@@ -39,7 +41,8 @@ def run_on_loop(argv_for: Callable[[str], tuple[list[str], dict[str, str]]], rea
             ) from None
         log.write(proc.stdout + proc.stderr)
     if proc.returncode != 0:
-        raise PipelineError(f"{name} failed: {procs.exit_reason(proc.returncode, proc.stderr)}")
+        why = explain(proc.returncode, proc.pid) if explain is not None else None
+        raise PipelineError(f"{name} failed: {why or procs.exit_reason(proc.returncode, proc.stderr)}")
     log.write(f"conditions: {cond.values}\n")
     return proc.stdout, cond.values
 
@@ -67,22 +70,24 @@ def host_row(bench: Path, arch: str, rep: int, reads: int, block_size: int, time
     return {**row, "pinned_cpu": cpu}
 
 
-def solo5_row(tender: Path, guest: Path, arch: str, rep: int, reads: int, block_size: int,
+def solo5_row(tender: Path, guest: Path, arch: str, platform: str, rep: int, reads: int, block_size: int,
               timeout_s: float, mem_mb: int, provider: str, log: IO[str], cpu: int | None = None) -> dict[str, Any]:
-    """blk_bench as a unikernel, the tender pinned to cpu; it opens the device with O_DIRECT, as the study's
-    patch did."""
+    """blk_bench as a unikernel on platform's tender, pinned to cpu; it opens the device with O_DIRECT, as the
+    study's patch did."""
+    kind = matrix.TENDER[platform]
     with tempfile.TemporaryDirectory(prefix="unikio-stats-") as tmp:
         stats = Path(tmp) / "pread.stats"
         out, cond = run_on_loop(
-            lambda dev: solo5.tender_command(provider, tender, guest, mem_mb, block=dev, args=[f"reads={reads}"],
-                                             stats=stats, block_size=block_size),
-            reads, block_size, timeout_s, log, cpu)
-        pread = read_stats(stats, f"the {provider} tender", log)
+            lambda dev: solo5.tender_command(provider, tender, guest, mem_mb, kind=kind, block=dev,
+                                             args=[f"reads={reads}"], stats=stats, block_size=block_size),
+            reads, block_size, timeout_s, log, cpu,
+            explain=lambda returncode, pid: solo5.failure_reason(provider, kind, returncode, pid))
+        pread = read_stats(stats, f"the {provider} {kind} tender", log)
     result = results.parse_blk_result(out)
     if result["block_size"] != block_size:
         raise PipelineError(f"the unikernel read {result['block_size']}-byte blocks, config asks "
                             f"blk.block_size={block_size}")
-    row = results.blk_row(arch=arch, platform="solo5-hvt", provider=provider, accel="kvm", testbed="native",
+    row = results.blk_row(arch=arch, platform=platform, provider=provider, accel=solo5.accel(kind), testbed="native",
                           rep=rep, host=hostinfo.cpu_model(), result=result, pread=pread, conditions=cond)
     return {**row, "pinned_cpu": cpu}
 

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from . import metrics, stats
+from . import matrix, metrics, stats
 from .aggregate import STUDY_BLOCK_SIZE, STUDY_READS, not_performance_why
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not comparable")
@@ -106,8 +106,9 @@ def metric_values(runs: pd.DataFrame, experiment: str, metric: str) -> pd.Series
 
 
 def study_metric(reference: pd.DataFrame, experiment: str, metric: str, side: Side) -> float:
-    """The study's value of one side on one host's reference rows, in the units of metric_values."""
-    rows = reference[reference["platform"] == side.platform]
+    """The study's value of one side on one host's reference rows, in the units of metric_values (a stand-in
+    platform of ours takes the value of the study's platform it stands in for)."""
+    rows = reference[reference["platform"] == matrix.STUDY_PLATFORM.get(side.platform, side.platform)]
     if experiment == "net":
         rows = rows[rows["icmp_data_bytes"] == side.data_bytes]
         return float(rows["packets_per_second"].iloc[0]) if len(rows) else stats.NAN
@@ -135,7 +136,8 @@ def study_effects(claim: Claim, reference: pd.DataFrame) -> dict[str, tuple[floa
     out = {}
     for host in dict.fromkeys(reference["host"]):
         ref = reference[reference["host"] == host]
-        pairs = _expanded(claim, lambda p, ref=ref: ref.loc[ref["platform"] == p, "icmp_data_bytes"])
+        pairs = _expanded(claim, lambda p, ref=ref: ref.loc[ref["platform"] == matrix.STUDY_PLATFORM.get(p, p),
+                                                            "icmp_data_bytes"])
         values = [study_metric(ref, claim.experiment, claim.metric, n) / study_metric(ref, claim.experiment,
                                                                                        claim.metric, d)
                   for n, d in pairs]

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from . import counts, guest, hostinfo
+from . import counts, guest, hostinfo, matrix
 from .errors import PipelineError
 from .progress import duration
 
@@ -39,13 +39,15 @@ WRONG_FACTOR = 2.0
 CHECKED_FROM_S = 120.0
 
 # The rule that measures a native row (experiment, platform); every emulated-testbed row is testbed_run's.
-NATIVE_RULE = {("blk", "host"): "blk_host_run", ("blk", "solo5-hvt"): "blk_solo5_run",
-               ("blk", "qemu-linux-smp"): "blk_qemu_run", ("blk", "qemu-linux-1core"): "blk_qemu_run",
-               ("net", "solo5-hvt"): "net_solo5_run", ("net", "qemu-linux"): "net_qemu_run"}
+NATIVE_RULE = {("blk", "host"): "blk_host_run", ("blk", "qemu-linux-smp"): "blk_qemu_run",
+               ("blk", "qemu-linux-1core"): "blk_qemu_run", ("net", "qemu-linux"): "net_qemu_run",
+               **{("blk", p): "blk_solo5_run" for p in ("solo5-hvt", "solo5-spt")},
+               **{("net", p): "net_solo5_run" for p in matrix.TENDER}}
 MEASUREMENT_RULES = {*NATIVE_RULE.values(), "testbed_run"}
 BOOT_RULES = {"kvm_probe", "kvm_exit_floor_run", "testbed_exit_floor_run"}
 BUILD_RULES = {"qemu_build", "qemu_cross_build", "qemu_cross_sysroot", "native_bench", "solo5_builtin",
-               "solo5_upstream", "guest_init", "guest_initramfs", "testbed_initramfs", "testbed_nested_initramfs"}
+               "solo5_upstream", "lwip_builtin", "lwip_upstream", "guest_init", "guest_initramfs",
+               "testbed_initramfs", "testbed_nested_initramfs"}
 # The cached QEMU builds have no benchmark.tsv (Snakemake forbids it): their log ends with this line.
 TOOK_LINE = re.compile(r"^job took ([0-9.]+) s$", re.M)
 
@@ -82,9 +84,10 @@ class Model:
                 + yaml.safe_dump(data, sort_keys=False))
 
 
-def row_key(experiment: str, arch: str, platform: str, mode: str) -> str:
-    """mode: native (this host, KVM or none), tcg (a native guest under TCG) or testbed (emulated host)."""
-    return f"{experiment}/{arch}/{platform}/{mode}"
+def row_key(experiment: str, arch: str, platform: str, mode: str, provider: str = "") -> str:
+    """mode: native (this host, KVM or none), tcg (a native guest under TCG) or testbed (emulated host);
+    provider: a unikernel row's Solo5 provider."""
+    return f"{experiment}/{arch}/{platform}/{provider + '/' if provider else ''}{mode}"
 
 
 def load_model(path: Path) -> Model:
@@ -126,7 +129,8 @@ def _sample(bench: Path, experiment: str) -> tuple[str, tuple[float, float, int]
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             rows = data if isinstance(data, list) else [data]
-            key = row_key(experiment, rows[0]["arch"], rows[0]["platform"], _row_mode(rows[0]))
+            key = row_key(experiment, rows[0]["arch"], rows[0]["platform"], _row_mode(rows[0]),
+                          rows[0].get("provider") or "")
             measuring, units = _measured(rows, experiment)
         except (ValueError, KeyError, IndexError, TypeError, ZeroDivisionError):
             return None  # an older or broken row file: the estimate does without it
@@ -225,7 +229,9 @@ def estimate_job(model: Model, rule: str, wildcards: Mapping[str, str], config: 
             mode = "native"
         settings = counts.settings(config, experiment, emulated=mode != "native")
         units = measurement_units(experiment, settings, one_rep=(experiment == "blk" and mode != "testbed"))
-        key = row_key(experiment, arch, platform, mode)
+        # The testbed runs the builtin provider's unikernels only (unikio.matrix).
+        provider = wildcards.get("provider") or ("builtin" if platform in matrix.TENDER else "")
+        key = row_key(experiment, arch, platform, mode, provider)
         cost = model.rows.get(key)
         if cost is None:
             return Item(rule, "measurement", UNKNOWN_RULE_S + units * UNKNOWN_UNIT_S, key, known=False)
@@ -243,6 +249,8 @@ def combination_jobs(c: Any, config: Mapping[str, Any], linux_accel: Mapping[str
     wc = {"arch": c.arch, "platform": c.platform}
     if c.testbed == "emulated":
         return [("testbed_run", {**wc, "experiment": c.experiment})]
+    if c.provider:
+        wc["provider"] = c.provider
     rule = NATIVE_RULE[c.experiment, c.platform]
     if c.experiment == "net":
         return [(rule, wc)]

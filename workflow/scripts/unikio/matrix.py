@@ -1,7 +1,9 @@
-"""Which (experiment, arch, platform) combinations run on this host, and why not.
+"""Which (experiment, arch, platform, provider) combinations run on this host, and why not.
 
 All arch logic lives here so a native aarch64 host and an x86_64 host go
-through the same code; tests fake the host arch.
+through the same code; tests fake the host arch. A unikernel platform makes
+one combination per Solo5 provider (solo5.providers), every other platform
+one combination with provider "".
 """
 
 from __future__ import annotations
@@ -9,16 +11,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-BLK_PLATFORMS = ("host", "solo5-hvt", "qemu-linux-smp", "qemu-linux-1core")
-NET_PLATFORMS = ("qemu-linux", "solo5-hvt", "lwip-solo5", "mirage-solo5")
+BLK_PLATFORMS = ("host", "solo5-hvt", "solo5-spt", "qemu-linux-smp", "qemu-linux-1core")
+NET_PLATFORMS = ("qemu-linux", "solo5-hvt", "solo5-spt", "lwip-solo5-hvt", "lwip-solo5-spt", "mirage-solo5")
+
+# Unikernel platforms: the Solo5 tender each runs on (hvt: a KVM guest; spt: a
+# seccomp-confined process) and the app answering the network experiment.
+TENDER = {"solo5-hvt": "hvt", "solo5-spt": "spt", "lwip-solo5-hvt": "hvt", "lwip-solo5-spt": "spt"}
+NET_APP = {"solo5-hvt": "ping_serve", "solo5-spt": "ping_serve", "lwip-solo5-hvt": "lwip_serve",
+           "lwip-solo5-spt": "lwip_serve"}
+BLK_APP = "blk_bench"
 
 # Platforms this version of the pipeline can measure, per experiment.
 IMPLEMENTED: dict[str, frozenset[str]] = {
-    "blk": frozenset({"host", "solo5-hvt", "qemu-linux-smp", "qemu-linux-1core"}),
-    "net": frozenset({"qemu-linux", "solo5-hvt"}),
+    "blk": frozenset({"host", "solo5-hvt", "solo5-spt", "qemu-linux-smp", "qemu-linux-1core"}),
+    "net": frozenset({"qemu-linux", "solo5-hvt", "solo5-spt", "lwip-solo5-hvt", "lwip-solo5-spt"}),
 }
-# Platforms that run a guest under KVM on this host (the tender has no TCG).
-NEEDS_KVM = frozenset({"solo5-hvt"})
+# Platforms that run a guest under KVM on this host (the hvt tenders have no TCG).
+NEEDS_KVM = frozenset(p for p, t in TENDER.items() if t == "hvt")
+# Platforms confined by a seccomp filter (no hardware virtualization).
+NEEDS_SECCOMP = frozenset(p for p, t in TENDER.items() if t == "spt")
 # Platforms whose guest QEMU can emulate (TCG) on a host of another arch.
 EMULABLE = frozenset({"qemu-linux-smp", "qemu-linux-1core", "qemu-linux"})
 # On a host of another arch, these platforms of this arch run inside an
@@ -26,11 +37,25 @@ EMULABLE = frozenset({"qemu-linux-smp", "qemu-linux-1core", "qemu-linux"})
 # the Linux guest under an arm64 build of our QEMU with that KVM, as on the
 # study's ARM boards. TCG offers no nested virtualization for x86_64.
 TESTBED_ARCH = "aarch64"
-TESTBED_PLATFORMS = frozenset({"host", "solo5-hvt", "qemu-linux-smp", "qemu-linux-1core", "qemu-linux"})
+TESTBED_PLATFORMS = frozenset({"host", "qemu-linux-smp", "qemu-linux-1core", "qemu-linux", *TENDER})
 
 UNAVAILABLE_REASONS = {
     "mirage-solo5": "MirageOS needs the opam repository, which is not reachable offline",
 }
+# What each platform is, for table notes and the report.
+NOTES = {
+    "lwip-solo5-hvt": "full-stack unikernel (lwIP) on hvt, a stand-in for mirage-solo5",
+    "lwip-solo5-spt": "full-stack unikernel (lwIP) on spt, a stand-in for mirage-solo5",
+}
+# The study's platform whose published values a row of ours sits beside.
+STUDY_PLATFORM = {"lwip-solo5-hvt": "mirage-solo5", "lwip-solo5-spt": "mirage-solo5"}
+
+READY = (True, "")
+
+
+def row_label(platform: str, provider: str) -> str:
+    """How tables name a row: 'solo5-hvt (upstream)', or the platform alone where there is no provider."""
+    return f"{platform} ({provider})" if provider else platform
 
 
 @dataclass(frozen=True)
@@ -41,49 +66,57 @@ class Combination:
     runnable: bool
     reason: str = ""
     testbed: str = "native"
+    provider: str = ""
+
+    @property
+    def row_label(self) -> str:
+        return row_label(self.platform, self.provider)
 
     @property
     def label(self) -> str:
-        return f"{self.experiment}/{self.arch}/{self.platform}"
+        row = f"{self.experiment}/{self.arch}/{self.platform}"
+        return f"{row}/{self.provider}" if self.provider else row
 
 
-def _decide(experiment: str, arch: str, platform: str, host: str, kvm: tuple[bool, str],
-            provider: str) -> Combination:
+def _decide(experiment: str, arch: str, platform: str, provider: str, host: str, abilities: dict[str, tuple[bool, str]]
+            ) -> Combination:
+    def skip(reason: str) -> Combination:
+        return Combination(experiment, arch, platform, False, reason, provider=provider)
+
     if platform in UNAVAILABLE_REASONS:
-        return Combination(experiment, arch, platform, False, UNAVAILABLE_REASONS[platform])
+        return skip(UNAVAILABLE_REASONS[platform])
     if platform not in IMPLEMENTED[experiment]:
-        return Combination(
-            experiment, arch, platform, False, "not implemented in this pipeline version yet"
-        )
+        return skip("not implemented in this pipeline version yet")
+    if provider == "upstream" and not abilities["upstream"][0]:
+        return skip(abilities["upstream"][1])
+    if platform in NEEDS_SECCOMP and not abilities["seccomp"][0]:
+        return skip(f"needs seccomp filters: {abilities['seccomp'][1]}")
     if arch != host and arch == TESTBED_ARCH and platform in TESTBED_PLATFORMS:
-        if platform == "solo5-hvt" and provider != "builtin":
-            return Combination(experiment, arch, platform, False,
-                               f"the upstream Solo5 toolchain builds for the host arch only; on the emulated {arch} "
-                               "testbed set solo5.provider: builtin, or run on an aarch64 host")
-        return Combination(experiment, arch, platform, True, testbed="emulated")
+        if provider == "upstream":
+            return skip(f"the upstream Solo5 toolchain builds for the host arch only; on the emulated {arch} testbed "
+                        "only the builtin provider runs (or run on an aarch64 host)")
+        return Combination(experiment, arch, platform, True, testbed="emulated", provider=provider)
     if arch != host and platform not in EMULABLE:
-        return Combination(
-            experiment,
-            arch,
-            platform,
-            False,
-            f"needs an {arch} host (only {TESTBED_ARCH} has an emulated testbed)",
-        )
-    if platform in NEEDS_KVM and not kvm[0]:
-        return Combination(experiment, arch, platform, False, f"needs KVM: {kvm[1]}")
-    return Combination(experiment, arch, platform, True)
+        return skip(f"needs an {arch} host (only {TESTBED_ARCH} has an emulated testbed)")
+    if platform in NEEDS_KVM and not abilities["kvm"][0]:
+        return skip(f"needs KVM: {abilities['kvm'][1]}")
+    return Combination(experiment, arch, platform, True, provider=provider)
 
 
-def plan(config: dict[str, Any], host: str, kvm: tuple[bool, str]) -> list[Combination]:
+def plan(config: dict[str, Any], host: str, kvm: tuple[bool, str], *, seccomp: tuple[bool, str] = READY,
+         upstream: tuple[bool, str] = READY) -> list[Combination]:
     """Every configured combination, runnable or with the reason it is skipped.
 
-    kvm is hostinfo.kvm_status() of this host: (usable, reason).
+    kvm is hostinfo.kvm_status() of this host: (usable, reason); seccomp and
+    upstream are providers.seccomp_status() and providers.upstream_status().
     """
+    abilities = {"kvm": kvm, "seccomp": seccomp, "upstream": upstream}
     combos = []
     for experiment in ("blk", "net"):
         for arch in config["archs"]:
             for platform in config[experiment]["platforms"]:
-                combos.append(_decide(experiment, arch, platform, host, kvm, config["solo5"]["provider"]))
+                providers = config["solo5"]["providers"] if platform in TENDER else [""]
+                combos += [_decide(experiment, arch, platform, p, host, abilities) for p in providers]
     return combos
 
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from . import aggregate, claims, version
+from . import aggregate, claims, matrix, version
 from .errors import PipelineError
 
 if TYPE_CHECKING:
@@ -509,9 +509,10 @@ def _skipped(host: dict[str, Any], experiment: str, arch: str) -> dict[str, str]
     out = {}
     for entry in host["provenance"].get("plan") or []:
         exp, _, rest = str(entry.get("combination", "")).partition("/")
-        c_arch, _, platform = rest.partition("/")
+        c_arch, _, row = rest.partition("/")
+        platform, _, provider = row.partition("/")  # a unikernel row names its provider
         if exp == experiment and c_arch == arch and not entry.get("runnable", True):
-            out[platform] = str(entry.get("reason", ""))
+            out[matrix.row_label(platform, provider)] = str(entry.get("reason", ""))
     return out
 
 
@@ -534,7 +535,8 @@ def host_table(rec: dict[str, Any], host: dict[str, Any], runs: pd.DataFrame, re
 
 
 def _row_key(experiment: str, row: pd.Series) -> tuple:
-    key: tuple = (aggregate.base_platform(str(row["platform"])),)
+    # The row label: platform and, for a unikernel, its provider (measured or not).
+    key: tuple = (str(row["platform"]).split("\n")[0],)
     if experiment == "net":
         key += (None if pd.isna(row["data_bytes"]) else int(row["data_bytes"]),)
     return key
@@ -564,7 +566,7 @@ def merged_table(rec: dict[str, Any], runs: pd.DataFrame, reference: pd.DataFram
             rec_row = rows.setdefault(key, {"platform": row["platform"]} | (
                 {"data_bytes": row["data_bytes"]} if experiment == "net" else {}))
             if _measured(row) and key not in labelled:
-                rec_row["platform"] = row["platform"]  # with its provider, which a 'not measured' row lacks
+                rec_row["platform"] = row["platform"]  # as a host that measured it names it
                 labelled.add(key)
             for column in OUR_COLUMNS[experiment]:
                 rec_row[f"{host['column']}: {column}"] = row.get(column)

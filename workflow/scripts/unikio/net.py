@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from . import conditions, guest, hostinfo, netns, procs, progress, results, solo5
+from . import conditions, guest, hostinfo, matrix, netns, procs, progress, results, solo5
 from .errors import PipelineError
 
 HOST_CIDR = "10.0.0.1/24"
@@ -111,16 +111,19 @@ def _because(gone: str | None) -> str:
     return f", because {gone}" if gone else ""
 
 
-def solo5_rows(tender: Path, ping_serve: Path, icmp_bench: Path, arch: str, provider: str, mem_mb: int,
+def solo5_rows(tender: Path, responder: Path, icmp_bench: Path, arch: str, platform: str, provider: str, mem_mb: int,
                sizes: list[int], reps: int, packets: int, max_loss_pct: float, console_log: Path,
                log: IO[str], cpu: int | None = None) -> list[dict[str, Any]]:
-    """ping_serve on the tender, answering on the namespace's tap; icmp_bench on cpu.
+    """The platform's responder unikernel (ping_serve, or lwip_serve: lwIP's own stack) on its tender, answering
+    on the namespace's tap; icmp_bench on cpu.
 
     The tender runs free here, as QEMU does for the Linux guest: pinned beside
     icmp_bench, every round trip would need a context switch on that one CPU.
     """
     with netns.tap_namespace("unikio-net", HOST_CIDR) as ns, open(console_log, "w", encoding="utf-8") as console:
-        argv, env = solo5.tender_command(provider, tender, ping_serve, mem_mb, net=ns.tap, args=[f"ip={GUEST_IP}"])
+        kind = matrix.TENDER[platform]
+        argv, env = solo5.tender_command(provider, tender, responder, mem_mb, kind=kind, net=ns.tap,
+                                         args=[f"ip={GUEST_IP}"])
         argv = [*ns.exec_prefix(), *argv]
         log.write(f"$ {procs.command_line(argv, env)}\n")
         proc = procs.start(argv, stdout=console, stderr=subprocess.STDOUT, env=env)
@@ -132,13 +135,14 @@ def solo5_rows(tender: Path, ping_serve: Path, icmp_bench: Path, arch: str, prov
             # Its own last words say why, unless a signal ended it.
             last = (console_log.read_text(errors="replace").strip().splitlines() or ["no message"])[-1]
             why = f": {last}" if proc.returncode > 0 else ""
+            why = f": {killed}" if (killed := solo5.failure_reason(provider, kind, proc.returncode, proc.pid)) else why
             return f"the tender exited ({procs.exit_reason(proc.returncode)}){why} (console log: {console_log})"
 
         try:
             rows = ping_all(ns, icmp_bench, sizes, reps, packets, max_loss_pct, log,
-                            lambda rep, res: row(arch=arch, platform="solo5-hvt", provider=provider, accel="kvm",
-                                                 rep=rep, result=res), guest_gone=gone, cpu=cpu,
-                            report=job_progress(arch, "solo5-hvt", sizes, reps, packets, log))
+                            lambda rep, res: row(arch=arch, platform=platform, provider=provider,
+                                                 accel=solo5.accel(kind), rep=rep, result=res), guest_gone=gone,
+                            cpu=cpu, report=job_progress(arch, f"{platform} ({provider})", sizes, reps, packets, log))
             ended = gone()
             if ended:
                 raise PipelineError(f"the measurement ended, but {ended}")

@@ -96,6 +96,14 @@ class Stopped(Exception):
 WATCH_EVERY_S = 0.1
 
 
+class Finished(subprocess.CompletedProcess):
+    """A finished child, with the pid it ran as (what the kernel's records of it name)."""
+
+    def __init__(self, args: Any, returncode: int, stdout: Any, stderr: Any, *, pid: int) -> None:
+        super().__init__(args, returncode, stdout, stderr)
+        self.pid = pid
+
+
 def run(argv: Sequence[str | Path], *, timeout_s: float | None, env: Mapping[str, str] | None = None,
         cwd: Path | str | None = None, stdout: Any = subprocess.PIPE, stderr: Any = subprocess.PIPE,
         text: bool = True, watch: Callable[[], str | None] | None = None,
@@ -132,7 +140,7 @@ def run(argv: Sequence[str | Path], *, timeout_s: float | None, env: Mapping[str
         stop(proc)
         raise
     forget(proc)
-    return subprocess.CompletedProcess(list(map(str, argv)), proc.returncode, out, err)
+    return Finished(list(map(str, argv)), proc.returncode, out, err, pid=proc.pid)
 
 
 def _run_streaming(argv: Sequence[str | Path], *, timeout_s: float | None, env: Mapping[str, str] | None,

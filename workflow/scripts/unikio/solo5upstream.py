@@ -9,18 +9,27 @@ Patch: `patching.apply` checks the anchors each zero-context patch in `patches/s
 insertion point (zero-context hunks carry no text `patch` could check) and applies it; `check_patch_targets`
 checks that the calls the patch routes through its wrappers all come after that point.
 
-Build: `build_commands` / `build` (`./configure.sh && make`), `app_build_commands` (manifest, compile
-with the Solo5 `-cc` wrapper, link with `-ld -z solo5-abi=hvt`) and `run_command` (`solo5-hvt`).
+Build: `build_commands` / `build` (`./configure.sh && make`: tenders solo5-hvt and solo5-spt), `app_build_commands`
+(manifest, compile with the Solo5 `-cc` wrapper, link with `-ld -z solo5-abi=hvt|spt`) and `run_command`
+(`solo5-hvt` or `solo5-spt`, the same options).
+
+Both tenders take PREAD_STATS_FILE and SOLO5_BLOCK_DIRECT (`run_env`) and write the same statistics line to that
+file: hvt from the tender (0001), spt from the guest through a descriptor the tender opens before its seccomp
+filter (0002). `seccomp_kill_reason` says which system call upstream's spt filter killed a guest for.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
@@ -38,6 +47,8 @@ BLOCK_DEVICE = "storage"    # name in native/unikernels/blk_bench/manifest.json
 NET_DEVICE = "service"      # name in native/unikernels/ping_serve/manifest.json
 
 HVT_TENDER = Path("tenders/hvt/solo5-hvt")
+SPT_TENDER = Path("tenders/spt/solo5-spt")
+TENDERS = {"hvt": HVT_TENDER, "spt": SPT_TENDER}   # also the `-z solo5-abi=` of their guests
 ELFTOOL = Path("elftool/solo5-elftool")
 
 # Guest C flags on top of what the Solo5 -cc wrapper adds (-ffreestanding, -fstack-protector-strong,
@@ -46,17 +57,22 @@ ELFTOOL = Path("elftool/solo5-elftool")
 # friends from being compiled into calls to themselves.
 APP_CFLAGS = ("-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fno-tree-loop-distribute-patterns",
               "-fno-asynchronous-unwind-tables", "-mgeneral-regs-only")
+# Third-party guest sources (extra_sources: lwIP and the like): not our code, so no warning may fail the build.
+THIRD_PARTY_CFLAGS = ("-std=gnu11", "-O2", "-g", "-fno-asynchronous-unwind-tables", "-mgeneral-regs-only")
 
-# Calls that must come after the block our patch inserts (after line 43, pinned by the patch's anchors), so
-# that the macros it defines there reach them.
+# Calls that must come after the block a patch inserts (after the line given, pinned by its anchors), so that
+# the macros it defines there reach them: 0001 for hvt, 0002 for spt (tender and guest bindings).
 PATCH_ROUTED_CALLS: dict[str, tuple[int, tuple[str, ...]]] = {
     "tenders/hvt/hvt_module_blk.c": (43, ("pread(", "pwrite(", "block_attach(")),
+    "tenders/spt/spt_module_block.c": (38, ("block_attach(",)),
+    "bindings/spt/block.c": (23, ("sys_pread64(", "sys_pwrite64(")),
 }
 MISFIT_HINT = "fix solo5.upstream.commit/solo5.upstream.local or patches/solo5/"
 
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _GIT_TIMEOUT_S = 900
+_KERNEL_LOG_WAIT_S = 2.0
 
 
 # ---------------------------------------------------------------- running commands
@@ -237,7 +253,8 @@ def toolchain_prefix(tree: Path, arch: str) -> Path:
 
 def build_products(tree: Path, arch: str) -> list[Path]:
     prefix = toolchain_prefix(tree, arch)
-    return [Path(f"{prefix}-{tool}") for tool in ("cc", "ld", "objcopy")] + [tree / ELFTOOL, tree / HVT_TENDER]
+    return [Path(f"{prefix}-{tool}") for tool in ("cc", "ld", "objcopy")] + [tree / ELFTOOL, tree / HVT_TENDER,
+                                                                            tree / SPT_TENDER]
 
 
 def build(tree: Path, log: IO[str], arch: str | None = None) -> None:
@@ -249,25 +266,40 @@ def build(tree: Path, log: IO[str], arch: str | None = None) -> None:
                                 "the log (build needs make, cc, pkg-config and libseccomp-dev)")
     missing = [str(p.relative_to(tree)) for p in build_products(tree, arch or os.uname().machine) if not p.exists()]
     if missing:
-        raise PipelineError(f"the Solo5 build finished without {', '.join(missing)}; see the log")
+        raise PipelineError(f"the Solo5 build finished without {', '.join(missing)}; see the log (configure.sh "
+                            "leaves out solo5-spt without libseccomp-dev and pkg-config)")
+
+
+def _tender(tender: str) -> Path:
+    if tender not in TENDERS:
+        raise PipelineError(f"Solo5 tender {tender!r} is not one upstream builds ({', '.join(TENDERS)})")
+    return TENDERS[tender]
 
 
 def app_build_commands(tree: Path, app_src: Path, manifest_json: Path, out: Path, arch: str, *,
-                       util_dir: Path = NATIVE_SOLO5) -> list[list[str]]:
-    """Commands that build one of our unikernels (app_src: a .c file or a directory of them) as out (.hvt).
+                       util_dir: Path = NATIVE_SOLO5, abi: str = "hvt", extra_sources: Sequence[Path] = (),
+                       include_dirs: Sequence[Path] = ()) -> list[list[str]]:
+    """Commands that build one of our unikernels (app_src: a .c file or a directory of them) as out.
 
-    Intermediate files go to <out without suffix>.obj/. Only our freestanding helper header is put on
-    the include path (copied into that directory), so `solo5.h` is always upstream's, from the wrapper.
+    abi is the tender it is for (`-z solo5-abi=hvt|spt`). extra_sources are third-party C files compiled
+    without our warning flags (THIRD_PARTY_CFLAGS); include_dirs are searched by every compile, as system
+    directories (-isystem) so that third-party headers cannot fail our -Werror, after Solo5's own. Intermediate
+    files go to <out>.obj/. Only our freestanding helper header is put on the include path (copied into that
+    directory), so `solo5.h` is always upstream's, from the wrapper; an include dir holding a solo5.h is refused.
     """
+    _tender(abi)
     prefix = toolchain_prefix(tree, arch)
     cc, ld = f"{prefix}-cc", f"{prefix}-ld"
     sources = sorted(app_src.glob("*.c")) if app_src.is_dir() else [app_src]
     if not sources:
         raise PipelineError(f"no C sources in {app_src}")
-    work = out.with_suffix(".obj") if out.suffix else out.parent / f"{out.name}.obj"
+    for d in include_dirs:
+        if (Path(d) / "solo5.h").exists():
+            raise PipelineError(f"include dir {d} has a solo5.h, which would stand in for upstream's")
+    work = out.parent / f"{out.name}.obj"   # per output: blk_bench.hvt and blk_bench.spt share a directory
     include = work / "include"
     manifest_c, manifest_o = work / "manifest.c", work / "manifest.o"
-    cflags = [*APP_CFLAGS, "-I", str(include)]
+    search = ["-I", str(include)] + [a for d in include_dirs for a in ("-isystem", str(d))]
     cmds: list[list[str]] = [
         ["mkdir", "-p", str(include)],
         ["cp", str(util_dir / "include" / "solo5_util.h"), str(include / "solo5_util.h")],
@@ -276,16 +308,23 @@ def app_build_commands(tree: Path, app_src: Path, manifest_json: Path, out: Path
     objs: list[str] = []
     for src in [*sources, util_dir / "util.c"]:
         obj = work / (f"app-{src.stem}.o" if src in sources else f"unikio-{src.stem}.o")
-        cmds.append([cc, *cflags, "-c", str(src), "-o", str(obj)])
+        cmds.append([cc, *APP_CFLAGS, *search, "-c", str(src), "-o", str(obj)])
+        objs.append(str(obj))
+    for n, src in enumerate(extra_sources):
+        obj = work / f"extra-{n:03d}-{Path(src).stem}.o"   # numbered: third-party trees repeat file names
+        cmds.append([cc, *THIRD_PARTY_CFLAGS, *search, "-c", str(src), "-o", str(obj)])
         objs.append(str(obj))
     # The generated manifest is upstream's code: no -Werror/-Wextra on it.
     cmds.append([cc, "-std=gnu11", "-O2", "-c", str(manifest_c), "-o", str(manifest_o)])
-    cmds.append([ld, "-z", "solo5-abi=hvt", *objs, str(manifest_o), "-o", str(out)])
+    cmds.append([ld, "-z", f"solo5-abi={abi}", *objs, str(manifest_o), "-o", str(out)])
     return cmds
 
 
-def build_app(tree: Path, app_src: Path, manifest_json: Path, out: Path, arch: str, log: IO[str]) -> None:
-    for argv in app_build_commands(tree, app_src, manifest_json, out, arch):
+def build_app(tree: Path, app_src: Path, manifest_json: Path, out: Path, arch: str, log: IO[str], *,
+              abi: str = "hvt", extra_sources: Sequence[Path] = (), include_dirs: Sequence[Path] = ()) -> None:
+    """Run app_build_commands; a failing step is an error naming it."""
+    for argv in app_build_commands(tree, app_src, manifest_json, out, arch, abi=abi, extra_sources=extra_sources,
+                                   include_dirs=include_dirs):
         proc = _run(argv, log)
         if proc.returncode != 0:
             raise PipelineError(f"building {out.name} with the upstream Solo5 toolchain failed at `{argv[0]}`; "
@@ -293,19 +332,20 @@ def build_app(tree: Path, app_src: Path, manifest_json: Path, out: Path, arch: s
 
 
 def run_command(tree: Path, app: Path, mem_mb: int, block: Path | str | None = None, net: str | None = None,
-                args: Sequence[str] = (), block_size: int | None = None) -> list[str]:
-    """solo5-hvt --mem=MB [--block:storage=PATH [--block-sector-size:storage=N]] [--net:service=TAP] app [args].
+                args: Sequence[str] = (), block_size: int | None = None, tender: str = "hvt") -> list[str]:
+    """solo5-<tender> --mem=MB [--block:storage=PATH [--block-sector-size:storage=N]] [--net:service=TAP] app [args].
 
-    block_size None leaves the tender's default sector size (512 bytes).
+    hvt and spt take the same options. block_size None leaves the tender's default sector size (512 bytes).
     """
+    binary = _tender(tender)
     if isinstance(mem_mb, bool) or not isinstance(mem_mb, int) or mem_mb < 1:
         raise PipelineError(f"solo5.mem_mb must be a positive integer, got {mem_mb!r}")
-    argv = [str(tree / HVT_TENDER), f"--mem={mem_mb}"]
+    argv = [str(tree / binary), f"--mem={mem_mb}"]
     if block is not None:
         argv.append(f"--block:{BLOCK_DEVICE}={block}")
         if block_size is not None:
             if block_size < 512 or block_size > 32768 or block_size & (block_size - 1):
-                raise PipelineError(f"blk.block_size={block_size} is not a sector size Solo5 hvt accepts "
+                raise PipelineError(f"blk.block_size={block_size} is not a sector size Solo5 {tender} accepts "
                                     "(a power of two from 512 to 32768)")
             argv.append(f"--block-sector-size:{BLOCK_DEVICE}={block_size}")
     if net is not None:
@@ -313,11 +353,91 @@ def run_command(tree: Path, app: Path, mem_mb: int, block: Path | str | None = N
     return [*argv, str(app), *map(str, args)]
 
 
-def run_env(stats_file: Path | None = None, direct: bool = True) -> dict[str, str]:
-    """Environment additions for the patched tender: pread statistics file and O_DIRECT block devices."""
+def run_env(stats_file: Path | None = None, direct: bool = True, tender: str = "hvt") -> dict[str, str]:
+    """Environment additions for the patched tenders: pread statistics file and O_DIRECT block devices.
+
+    The same for hvt and spt: both patched tenders read these variables, and the statistics line lands in
+    stats_file either way (spt: written by the guest, through a descriptor the tender opened).
+    """
+    _tender(tender)
     env: dict[str, str] = {}
     if stats_file is not None:
         env["PREAD_STATS_FILE"] = str(stats_file)
     if direct:
         env["SOLO5_BLOCK_DIRECT"] = "1"
     return env
+
+
+# ---------------------------------------------------------------- spt confinement
+
+# The kernel's audit record of a seccomp action (AUDIT_SECCOMP: type 1326 in dmesg, type=SECCOMP in audit.log).
+_SECCOMP_RECORD = re.compile(r"\btype=(?:1326|SECCOMP)\b.*?\spid=(?P<pid>\d+)\s.*?\ssig=(?P<sig>\d+)\s+"
+                             r"arch=(?P<arch>[0-9a-f]+)\s+syscall=(?P<nr>\d+)\b")
+AUDIT_LOG = Path("/var/log/audit/audit.log")
+_AUDIT_TAIL_BYTES = 1 << 20
+
+
+def syscall_name(number: int, arch_token: int = 0) -> str | None:
+    """The name of system call number (arch_token: an AUDIT_ARCH_* value, 0 for this machine), from libseccomp."""
+    lib = ctypes.util.find_library("seccomp")
+    if lib is None:
+        return None
+    try:
+        resolve = ctypes.CDLL(lib).seccomp_syscall_resolve_num_arch
+    except (OSError, AttributeError):
+        return None
+    resolve.restype = ctypes.c_void_p   # a malloc()ed string: read it, then free it
+    resolve.argtypes = (ctypes.c_uint32, ctypes.c_int)
+    ptr = resolve(arch_token, number)
+    if not ptr:
+        return None
+    name = ctypes.string_at(ptr).decode()
+    libc = ctypes.CDLL(None)
+    libc.free.argtypes = (ctypes.c_void_p,)
+    libc.free(ptr)
+    return name
+
+
+def _kernel_log() -> str:
+    """dmesg, then the end of auditd's log: where the kernel's audit records go with and without auditd."""
+    text = ""
+    try:
+        proc = subprocess.run(["dmesg"], capture_output=True, text=True, errors="replace", timeout=30, check=False)
+        text = proc.stdout if proc.returncode == 0 else ""
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    try:
+        with open(AUDIT_LOG, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - _AUDIT_TAIL_BYTES))
+            text += "\n" + f.read().decode(errors="replace")
+    except OSError:
+        pass
+    return text
+
+
+def seccomp_kill_reason(returncode: int, pid: int | None, kernel_log: str | None = None) -> str | None:
+    """One sentence on why a solo5-spt guest died of SIGSYS (its seccomp filter), or None for any other end.
+
+    The system call is named from the kernel's last audit record for pid (kernel_log: that text; None reads
+    `dmesg`); without one, the sentence names the signal only.
+    """
+    if returncode not in (-signal.SIGSYS, 128 + signal.SIGSYS):
+        return None
+    records: list[re.Match[str]] = []
+    # Without auditd, a kernel thread prints the record: it may come a moment after the process is gone.
+    deadline = time.monotonic() + (_KERNEL_LOG_WAIT_S if kernel_log is None and pid is not None else 0)
+    while pid is not None:
+        text = _kernel_log() if kernel_log is None else kernel_log
+        records = [m for m in _SECCOMP_RECORD.finditer(text) if int(m["pid"]) == pid and int(m["sig"]) == signal.SIGSYS]
+        if records or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    if not records:
+        which = f"pid {pid}" if pid is not None else "the guest"
+        return (f"the guest was killed by SIGSYS, upstream spt's seccomp filter refusing a system call "
+                f"(the kernel log has no audit record for {which} to name it)")
+    last = records[-1]
+    nr = int(last["nr"])
+    name = syscall_name(nr, int(last["arch"], 16)) or f"number {nr}"
+    return (f"the guest was killed by upstream spt's seccomp filter for the system call {name} "
+            f"(syscall={nr} in the kernel's audit record for pid {pid})")

@@ -4,8 +4,12 @@ QEMU emulates (TCG) an arm ``virt`` machine with the virtualization
 extensions, so Debian's arm64 kernel starts at EL2 and brings up KVM.  Inside
 it we run the block experiment's ``host`` row, the unikernel tender under
 that (nested) KVM, the KVM exit floor, and the network experiment's tender
-side with icmp_bench on a tap.  Everything here is emulated: the numbers
-show that the aarch64 code paths work, they are not performance results.
+side with icmp_bench on a tap.  The unikernel rows run on either of our
+tenders: ``tender`` (solo5-hvt, the guest under that KVM) or ``spt_tender``
+(solo5-spt, the guest as a seccomp-confined process, no hardware
+virtualization), with our Solo5 guests or the lwIP one.  Everything here is
+emulated: the numbers show that the aarch64 code paths work, they are not
+performance results.
 
 One boot serves every repetition (and data size) of a row kind.  The
 initramfs is a base image (init, busybox, our aarch64 binaries, modules)
@@ -50,10 +54,25 @@ BIN = {
     "blk_bench": "bin/blk_bench",
     "icmp_bench": "bin/icmp_bench",
     "tender": "bin/tender",
+    "spt_tender": "bin/spt_tender",
     "kvm_exit_floor": "bin/kvm_exit_floor",
     "blk_bench.elf": "opt/unikernels/blk_bench.elf",
     "ping_serve.elf": "opt/unikernels/ping_serve.elf",
+    "blk_bench.spt": "opt/unikernels/blk_bench.spt",
+    "ping_serve.spt": "opt/unikernels/ping_serve.spt",
+    "lwip_serve.elf": "opt/unikernels/lwip_serve.elf",
+    "lwip_serve.spt": "opt/unikernels/lwip_serve.spt",
 }
+# The unikernel rows: experiment -> platform -> (tender, guest), as BIN keys.
+UNIKERNELS = {
+    "blk": {"solo5-hvt": ("tender", "blk_bench.elf"), "solo5-spt": ("spt_tender", "blk_bench.spt")},
+    "net": {"solo5-hvt": ("tender", "ping_serve.elf"), "solo5-spt": ("spt_tender", "ping_serve.spt"),
+            "lwip-solo5-hvt": ("tender", "lwip_serve.elf"), "lwip-solo5-spt": ("spt_tender", "lwip_serve.spt")},
+}
+# hvt runs the guest under the testbed's KVM; spt confines it with seccomp and uses no virtualization.
+TENDER_ACCEL = {"tender": "kvm", "spt_tender": "none"}
+# The image carries only our own tenders (upstream Solo5 is built for the host arch only).
+PROVIDER = "builtin"
 JOB_PATH = "job.sh"
 DISK_DIR = "/mnt/disk"
 LOOP_DEV = "/dev/loop0"  # a fresh testbed has every loop device free
@@ -73,13 +92,16 @@ _JOB_STATUS = {
     EXIT_TIMEOUT: "the job ran past its time limit",
 }
 _STATUS = {
-    "tender-net": {3: "no ARP reply from ping_serve", 4: "more packet loss than net.max_loss_pct",
+    "tender-net": {3: "no ARP reply from the unikernel", 4: "more packet loss than net.max_loss_pct",
                    EXIT_TENDER_GONE: "the tender exited early"},
     "qemu-net": {3: "no ARP reply from the Linux guest", 4: "more packet loss than net.max_loss_pct",
                  EXIT_TENDER_GONE: "the nested QEMU exited early"},
     "tender-blk": {255: "guest fault or abort"},
 }
 
+# spt_tender's stderr line when its seccomp filter kills the guest (exit status 159); it names the
+# syscall ("it called openat (syscall 56)") where it can.
+_SECCOMP_KILL = re.compile(r"spt_tender: guest killed by the seccomp filter: .+")
 _MARK = re.compile(r"^TB-(BEGIN|END) kind=(\S+)((?: \w+=\S+)*)\s*$")
 _KEYVAL = re.compile(r"(\w+)=(\S+)")
 
@@ -92,7 +114,7 @@ class TestbedError(PipelineError):
 
 @dataclass(frozen=True)
 class Binaries:
-    """The aarch64 programs the base image carries (host paths)."""
+    """The aarch64 programs the base image carries (host paths); the lwIP guests only when a row needs them."""
 
     init: Path
     busybox: Path
@@ -102,25 +124,42 @@ class Binaries:
     kvm_exit_floor: Path
     blk_bench_elf: Path
     ping_serve_elf: Path
+    spt_tender: Path
+    blk_bench_spt: Path
+    ping_serve_spt: Path
+    lwip_serve_elf: Path | None = None
+    lwip_serve_spt: Path | None = None
 
     def files(self) -> dict[str, Path]:
         """{archive path: host path} of everything but init and busybox."""
-        return {
+        files = {
             BIN["blk_bench"]: self.blk_bench,
             BIN["icmp_bench"]: self.icmp_bench,
             BIN["tender"]: self.tender,
             BIN["kvm_exit_floor"]: self.kvm_exit_floor,
             BIN["blk_bench.elf"]: self.blk_bench_elf,
             BIN["ping_serve.elf"]: self.ping_serve_elf,
+            BIN["spt_tender"]: self.spt_tender,
+            BIN["blk_bench.spt"]: self.blk_bench_spt,
+            BIN["ping_serve.spt"]: self.ping_serve_spt,
         }
+        for key, path in (("lwip_serve.elf", self.lwip_serve_elf), ("lwip_serve.spt", self.lwip_serve_spt)):
+            if path is not None:
+                files[BIN[key]] = path
+        return files
 
     @classmethod
-    def from_build(cls, init: Path, busybox: Path, native_dir: Path, solo5_dir: Path) -> Binaries:
-        """The usual layout: results/build/native/aarch64 and results/build/solo5-*/aarch64."""
+    def from_build(cls, init: Path, busybox: Path, native_dir: Path, solo5_dir: Path,
+                   lwip_dir: Path | None = None) -> Binaries:
+        """The usual layout: results/build/native/aarch64, results/build/solo5-builtin/aarch64 and
+        results/build/lwip-builtin/aarch64 (None: no lwIP row planned)."""
         return cls(init=init, busybox=busybox, blk_bench=native_dir / "blk_bench",
                    icmp_bench=native_dir / "icmp_bench", tender=solo5_dir / "tender",
                    kvm_exit_floor=solo5_dir / "kvm_exit_floor", blk_bench_elf=solo5_dir / "blk_bench.elf",
-                   ping_serve_elf=solo5_dir / "ping_serve.elf")
+                   ping_serve_elf=solo5_dir / "ping_serve.elf", spt_tender=solo5_dir / "spt_tender",
+                   blk_bench_spt=solo5_dir / "blk_bench.spt", ping_serve_spt=solo5_dir / "ping_serve.spt",
+                   lwip_serve_elf=lwip_dir / "lwip_serve.elf" if lwip_dir is not None else None,
+                   lwip_serve_spt=lwip_dir / "lwip_serve.spt" if lwip_dir is not None else None)
 
 
 # ---------------------------------------------------------------- images
@@ -214,6 +253,19 @@ def _positive(**values: int) -> None:
             raise ValueError(f"{name} must be a positive integer, not {value!r}")
 
 
+def unikernel(experiment: str, platform: str) -> tuple[str, str]:
+    """(tender, guest) of a unikernel row as BIN keys; ValueError for a platform the testbed does not run."""
+    try:
+        return UNIKERNELS[experiment][platform]
+    except KeyError:
+        raise ValueError(f"not a unikernel {experiment} platform of the testbed: {platform!r}") from None
+
+
+def unikernel_accel(experiment: str, platform: str) -> str:
+    """The accel column of a unikernel row: its tender's."""
+    return TENDER_ACCEL[unikernel(experiment, platform)[0]]
+
+
 def _disk_mib(reads: int, block_size: int) -> int:
     return loopdev.disk_bytes(reads, block_size) // loopdev.MIB
 
@@ -266,18 +318,19 @@ done
 """
 
 
-def tender_blk_fragment(reads: int, block_size: int, reps: int, mem_mb: int) -> str:
-    """Shell fragment: blk_bench.elf on the tender (O_DIRECT), stats file printed after each result."""
+def tender_blk_fragment(reads: int, block_size: int, reps: int, mem_mb: int, platform: str = "solo5-hvt") -> str:
+    """Shell fragment: the platform's blk_bench on its tender (O_DIRECT), stats file printed after each result."""
     _positive(reads=reads, block_size=block_size, reps=reps, mem_mb=mem_mb)
+    tender, guest_bin = unikernel("blk", platform)
     return f"""\
 for rep in $(seq 1 {reps}); do
     mkdisk {_disk_mib(reads, block_size)} || exit {EXIT_DISK}
     rm -f /tmp/pread.stats
     begin tender-blk $rep
-    /{BIN["tender"]} --mem={mem_mb} --block:storage={LOOP_DEV} --block-sector-size:storage={block_size} \\
-        --block-direct --stats=/tmp/pread.stats /{BIN["blk_bench.elf"]} reads={reads} 2>&1
+    /{BIN[tender]} --mem={mem_mb} --block:storage={LOOP_DEV} --block-sector-size:storage={block_size} \\
+        --block-direct --stats=/tmp/pread.stats /{BIN[guest_bin]} reads={reads} 2>&1
     rc=$?
-    # Missing stats show up as a parse error; a failing tender says why itself.
+    # Missing stats show up as a parse error; a failing tender says why itself (on stderr, relayed here).
     cat /tmp/pread.stats 2>/dev/null
     end tender-blk $rep $rc
     rmdisk
@@ -381,7 +434,8 @@ for rep in $(seq 1 {reps}); do
         fi
         # A failure while the server is gone is the server's failure, not the network's.
         if [ $rc -ne 0 ] && ! kill -0 $tpid 2>/dev/null; then
-            echo "the {what} exited early:"; sed 's/^/{what}: /; s/UNIKIO/GUEST/g' /tmp/server.log
+            wait $tpid; echo "the {what} exited early with status $?:"
+            sed 's/^/{what}: /; s/UNIKIO/GUEST/g' /tmp/server.log
             rc={EXIT_TENDER_GONE}
         fi
         end {kind} $rep $rc $size
@@ -396,11 +450,14 @@ sed 's/^/{what}: /; s/UNIKIO/GUEST/g; s/Kernel panic/guest kernel panic/g' /tmp/
 """
 
 
-def tender_net_fragment(sizes: Sequence[int], reps: int, packets: int, max_loss_pct: float, mem_mb: int) -> str:
-    """Shell fragment: ping_serve on the tender behind a tap, icmp_bench for every size and repetition."""
+def tender_net_fragment(sizes: Sequence[int], reps: int, packets: int, max_loss_pct: float, mem_mb: int,
+                        platform: str = "solo5-hvt") -> str:
+    """Shell fragment: the platform's unikernel (ping_serve or lwip_serve) on its tender behind a tap,
+    icmp_bench for every size and repetition; the tender's output is relayed prefixed with its name."""
     _positive(mem_mb=mem_mb)
-    server = f"/{BIN['tender']} --mem={mem_mb} --net:service={TAP} /{BIN['ping_serve.elf']} ip={net.GUEST_IP}"
-    return _net_fragment("tender-net", server, "tender", sizes, reps, packets, max_loss_pct, ready_s=10)
+    tender, guest_bin = unikernel("net", platform)
+    server = f"/{BIN[tender]} --mem={mem_mb} --net:service={TAP} /{BIN[guest_bin]} ip={net.GUEST_IP}"
+    return _net_fragment("tender-net", server, tender, sizes, reps, packets, max_loss_pct, ready_s=10)
 
 
 def qemu_net_fragment(sizes: Sequence[int], reps: int, packets: int, max_loss_pct: float, memory_mb: int,
@@ -486,6 +543,10 @@ def _segment(kind: str, keys: Mapping[str, str], lines: list[str], status: int) 
 
 
 def _last_message(seg: Segment) -> str:
+    # The seccomp kill names the syscall; what follows it (the stats line, the tender's end) says less.
+    kill = next((m.group(0).strip() for ln in seg.lines if (m := _SECCOMP_KILL.search(ln))), None)
+    if kill is not None:
+        return kill
     lines = [ln.strip() for ln in seg.lines if ln.strip()]
     # A program's own complaint says more than its result line.
     for line in reversed(lines):
@@ -526,15 +587,25 @@ def host_label() -> str:
     return f"QEMU TCG aarch64 -cpu max on {hostinfo.cpu_model()}"
 
 
+def _accel_provider(kind: str, experiment: str, platform: str) -> tuple[str, str]:
+    """The accel and provider columns of a row kind's rows on platform."""
+    if kind.startswith("tender-"):
+        return unikernel_accel(experiment, platform), PROVIDER
+    return ("none" if kind == "host-blk" else "kvm"), ""
+
+
 def blk_rows(segments: Sequence[Segment], *, kind: str, reps: int, block_size: int, console_log: Path | str,
-             kvm_impl: str, provider: str = "builtin", host: str | None = None, platform: str | None = None,
+             kvm_impl: str, host: str | None = None, platform: str | None = None,
              cond: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """blk_runs.csv rows of a block row kind (host-blk, tender-blk, qemu-blk), one per repetition.
 
+    platform: the tender-blk row's (solo5-hvt when None) or the qemu-blk row's.
     cond: the host's conditions around the boot (TestbedRun.conditions), the same for every repetition.
     """
     if kind not in ("host-blk", "tender-blk", "qemu-blk"):
         raise ValueError(f"not a block row kind: {kind!r}")
+    platform = platform or PLATFORM[kind]
+    accel, provider = _accel_provider(kind, "blk", platform)
     mine = _of_kind(segments, kind, console_log)
     _expect(len(mine), reps, kind, console_log)
     rows = []
@@ -552,9 +623,8 @@ def blk_rows(segments: Sequence[Segment], *, kind: str, reps: int, block_size: i
             raise TestbedError(f"testbed {seg.label()} read {result['block_size']}-byte blocks, config asks "
                                f"blk.block_size={block_size} (console log: {console_log})")
         rows.append(results.blk_row(
-            arch=ARCH, platform=platform or PLATFORM[kind], provider=provider if kind == "tender-blk" else "",
-            accel="none" if kind == "host-blk" else "kvm", testbed=TESTBED, rep=seg.rep,
-            host=host or host_label(), result=result, pread=pread, kvm_impl="" if kind == "host-blk" else kvm_impl,
+            arch=ARCH, platform=platform, provider=provider, accel=accel, testbed=TESTBED, rep=seg.rep,
+            host=host or host_label(), result=result, pread=pread, kvm_impl=kvm_impl if accel == "kvm" else "",
             conditions=dict(cond or {})))
     return rows
 
@@ -570,12 +640,17 @@ def exit_floor_result(segments: Sequence[Segment], console_log: Path | str) -> d
 
 
 def net_rows(segments: Sequence[Segment], *, sizes: Sequence[int], reps: int, console_log: Path | str,
-             kvm_impl: str, provider: str = "builtin", host: str | None = None, kind: str = "tender-net",
+             kvm_impl: str, host: str | None = None, kind: str = "tender-net", platform: str | None = None,
              cond: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """net_runs.csv rows of a network row kind (tender-net, qemu-net), one per (size, repetition).
 
+    platform: the tender-net row's (solo5-hvt when None).
     cond: the host's conditions around the boot (TestbedRun.conditions), the same for every run.
     """
+    if kind not in ("tender-net", "qemu-net"):
+        raise ValueError(f"not a network row kind: {kind!r}")
+    platform = platform or PLATFORM[kind]
+    accel, provider = _accel_provider(kind, "net", platform)
     mine = _of_kind(segments, kind, console_log)
     _expect(len(mine), len(sizes) * reps, kind, console_log)
     rows = []
@@ -586,8 +661,8 @@ def net_rows(segments: Sequence[Segment], *, sizes: Sequence[int], reps: int, co
             raise _bad(seg, exc, console_log) from None
         if result["size"] != seg.size:
             raise TestbedError(f"testbed {seg.label()} reported size {result['size']} (console log: {console_log})")
-        row = net.row(arch=ARCH, platform=PLATFORM[kind], provider=provider if kind == "tender-net" else "",
-                      accel="kvm", rep=seg.rep, result=result, testbed=TESTBED, kvm_impl=kvm_impl)
+        row = net.row(arch=ARCH, platform=platform, provider=provider, accel=accel, rep=seg.rep, result=result,
+                      testbed=TESTBED, kvm_impl=kvm_impl if accel == "kvm" else "")
         row["host"] = host or host_label()
         rows.append({**row, **{c: (cond or {}).get(c) for c in results.CONDITION_COLUMNS}})
     return rows
@@ -709,14 +784,14 @@ def host_blk(testbed: Testbed, *, reads: int, block_size: int, reps: int, work_d
 
 
 def tender_blk(testbed: Testbed, *, reads: int, block_size: int, reps: int, mem_mb: int, work_dir: Path,
-               console_log: Path, timeout_s: float, provider: str = "builtin",
-               log: IO[str] | None = None) -> tuple[list[dict[str, Any]], TestbedRun]:
-    """The solo5-hvt block row under the testbed's KVM: one boot, every repetition."""
-    run = run_job(testbed, job_script([tender_blk_fragment(reads, block_size, reps, mem_mb)]), work_dir,
-                  console_log, timeout_s, log,
-                  report=_progress(f"blk {ARCH}/solo5-hvt", reps, reads, "reads", log))
+               console_log: Path, timeout_s: float, log: IO[str] | None = None, platform: str = "solo5-hvt"
+               ) -> tuple[list[dict[str, Any]], TestbedRun]:
+    """A unikernel block row (solo5-hvt under the testbed's KVM, or solo5-spt): one boot, every repetition."""
+    script = job_script([tender_blk_fragment(reads, block_size, reps, mem_mb, platform)])
+    run = run_job(testbed, script, work_dir, console_log, timeout_s, log,
+                  report=_progress(f"blk {ARCH}/{platform}", reps, reads, "reads", log))
     return blk_rows(run.segments, kind="tender-blk", reps=reps, block_size=block_size, console_log=console_log,
-                    provider=provider, kvm_impl=run.kvm_impl, cond=run.conditions), run
+                    kvm_impl=run.kvm_impl, platform=platform, cond=run.conditions), run
 
 
 def qemu_blk(testbed: Testbed, *, platform: str, reads: int, block_size: int, reps: int, memory_mb: int,
@@ -751,11 +826,12 @@ def exit_floor(testbed: Testbed, *, exits: int, work_dir: Path, console_log: Pat
 
 
 def tender_net(testbed: Testbed, *, sizes: Sequence[int], reps: int, packets: int, max_loss_pct: float,
-               mem_mb: int, work_dir: Path, console_log: Path, timeout_s: float, provider: str = "builtin",
-               log: IO[str] | None = None) -> tuple[list[dict[str, Any]], TestbedRun]:
-    """The network experiment's solo5-hvt row: ping_serve on the tender, icmp_bench on the testbed's tap."""
-    script = job_script([tender_net_fragment(sizes, reps, packets, max_loss_pct, mem_mb)])
+               mem_mb: int, work_dir: Path, console_log: Path, timeout_s: float, log: IO[str] | None = None,
+               platform: str = "solo5-hvt") -> tuple[list[dict[str, Any]], TestbedRun]:
+    """A unikernel network row (solo5-hvt, solo5-spt, lwip-solo5-hvt, lwip-solo5-spt): the platform's
+    unikernel on its tender, icmp_bench on the testbed's tap."""
+    script = job_script([tender_net_fragment(sizes, reps, packets, max_loss_pct, mem_mb, platform)])
     run = run_job(testbed, script, work_dir, console_log, timeout_s, log,
-                  report=_progress(f"net {ARCH}/solo5-hvt", reps * len(sizes), packets, "packets", log))
-    return net_rows(run.segments, sizes=sizes, reps=reps, console_log=console_log, provider=provider,
+                  report=_progress(f"net {ARCH}/{platform}", reps * len(sizes), packets, "packets", log))
+    return net_rows(run.segments, sizes=sizes, reps=reps, console_log=console_log, platform=platform,
                     kvm_impl=run.kvm_impl, cond=run.conditions), run
