@@ -2,9 +2,8 @@
 # native/Makefile). Builds only when LWIP_SRC names an unpacked lwIP tree:
 #   make -C native ARCH=x86_64 O=/tmp/out LWIP_SRC=/abs/lwip/tree \
 #        /tmp/out/lwip_serve.elf
-# -> $(O)/lwip_serve.elf (hvt bindings) and, when the Makefile defines
-#    SPT_BINDINGS, $(O)/lwip_serve.spt (same objects and link, spt
-#    bindings). lwIP's objects go to $(OBJ)/lwip/, ours to $(OBJ)/lwip-port/.
+# -> $(O)/lwip_serve.elf (hvt bindings) and $(O)/lwip_serve.spt (same
+#    objects and link, spt bindings: SPT_BINDINGS). lwIP's objects go to $(OBJ)/lwip/, ours to $(OBJ)/lwip-port/.
 # The lwIP files compiled are listed in sources.txt (also read by
 # unikio.lwipsrc.sources()).
 
@@ -18,8 +17,8 @@ endif
 
 LWIP_FILES := $(shell cat $(LWIP_DIR)/sources.txt)
 LWIP_OBJS := $(patsubst %.c,$(OBJ)/lwip/%.o,$(LWIP_FILES))
-# Our own files (arch glue, netif, main): every .c in native/lwip, as
-# unikio.lwipsrc.port_sources() lists them. Objects apart from lwIP's.
+# Our own files (arch glue, netif, main): every .c in native/lwip, as the
+# upstream build takes them too (build_lwip_upstream.py). Objects apart from lwIP's.
 LWIP_PORT_OBJS := $(patsubst $(LWIP_DIR)/%.c,$(OBJ)/lwip-port/%.o,\
 	$(wildcard $(LWIP_DIR)/*.c))
 
@@ -44,11 +43,9 @@ $(O)/lwip_serve.elf: $(LWIP_PORT_OBJS) $(LWIP_OBJS) \
 		$(BINDINGS) $(SRC)/solo5/solo5.lds | $(O)
 	$(CC) $(GUEST_CFLAGS) $(GUEST_LDFLAGS) $(filter %.o,$^) -lgcc -o $@
 
-ifneq ($(SPT_BINDINGS),)
 $(O)/lwip_serve.spt: $(LWIP_PORT_OBJS) $(LWIP_OBJS) \
 		$(SPT_BINDINGS) $(SRC)/solo5/solo5.lds | $(O)
 	$(CC) $(GUEST_CFLAGS) $(GUEST_LDFLAGS) $(filter %.o,$^) -lgcc -o $@
-endif
 
 -include $(LWIP_OBJS:.o=.d) $(LWIP_PORT_OBJS:.o=.d)
 endif

@@ -199,34 +199,36 @@ solo5_result_t solo5_block_acquire(const char *name, solo5_handle_t *handle,
 }
 
 /*
- * Full-length pread/pwrite; false on error or EOF. Each pread is timed and
- * counted on its own, so a short read followed by a second pread counts 2
- * and nothing but the syscall is inside the time. Always inlined: wr is a
- * constant at each call, so the read path keeps no test of it.
+ * One block, as the tender's filter requires of every pread64/pwrite64:
+ * count == block size at an aligned offset inside the device (anything
+ * else kills the guest). True iff the whole block moved. Each pread is
+ * timed and counted on its own, with nothing but the syscall inside the
+ * time. Always inlined: wr is a constant at each call, so the read path
+ * keeps no test of it.
+ *
+ * A short transfer is an error (SOLO5_R_EUNSPEC), as upstream Solo5's spt
+ * has it: retrying the remainder would need a shorter count, which the
+ * filter refuses, and for a whole in-bounds block of a file or block
+ * device it only happens when the backing file shrank under us or on an
+ * I/O error, which a retry would not cure. Only EINTR (nothing moved) is
+ * retried, with the same allowed arguments.
  */
-static inline __attribute__((always_inline)) bool pio_full(int fd, bool wr,
-        uintptr_t buf, size_t len, uint64_t off)
+static inline __attribute__((always_inline)) bool pio_block(int fd, bool wr,
+        uintptr_t buf, size_t bs, uint64_t off)
 {
-    while (len > 0) {
-        long n;
+    long n;
+    do {
         if (wr) {
-            n = sys4(NR_pwrite64, fd, buf, len, off);
+            n = sys4(NR_pwrite64, fd, buf, bs, off);
         } else {
             uint64_t t0 = clock_ns(CLK_MONOTONIC);
-            n = sys4(NR_pread64, fd, buf, len, off);
+            n = sys4(NR_pread64, fd, buf, bs, off);
             uint64_t t1 = clock_ns(CLK_MONOTONIC);
             acct->win_ns += t1 - t0;
             acct->win_calls++;
         }
-        if (n == -E_INTR)
-            continue;
-        if (n <= 0)
-            return false;
-        buf += (uintptr_t)n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return true;
+    } while (n == -E_INTR);
+    return n == (long)bs;
 }
 
 static const struct spt_device *block_args(solo5_handle_t h,
@@ -246,27 +248,28 @@ static inline bool needs_bounce(const struct spt_device *d, const void *buf)
     return d->dio_mem_align > 1 && ((uintptr_t)buf % d->dio_mem_align) != 0;
 }
 
+/* Multi-block requests are one syscall per block (see pio_block). The
+ * bounce test is per block: dio_mem_align may exceed the block size. */
 solo5_result_t solo5_block_read(solo5_handle_t handle, solo5_off_t offset,
         uint8_t *buf, size_t size)
 {
     const struct spt_device *d = block_args(handle, offset, size);
     if (!d)
         return SOLO5_R_EINVAL;
-    if (!needs_bounce(d, buf))
-        return pio_full(d->fd, false, (uintptr_t)buf, size, offset)
-                ? SOLO5_R_OK : SOLO5_R_EUNSPEC;
-    if (!bounce)
-        return SOLO5_R_EUNSPEC;
-    /* O_DIRECT wants an aligned buffer: read into the bounce buffer, copy
-     * out after the timed syscall. Chunks stay multiples of block_size. */
-    for (size_t done = 0; done < size;) {
-        size_t chunk = size - done > SPT_BOUNCE_SIZE ? SPT_BOUNCE_SIZE
-                                                     : size - done;
-        if (!pio_full(d->fd, false, (uintptr_t)bounce, chunk,
-                      offset + done))
+    size_t bs = (size_t)d->block_size;
+    for (size_t done = 0; done < size; done += bs) {
+        if (!needs_bounce(d, buf + done)) {
+            if (!pio_block(d->fd, false, (uintptr_t)(buf + done), bs,
+                           offset + done))
+                return SOLO5_R_EUNSPEC;
+            continue;
+        }
+        /* O_DIRECT wants an aligned buffer: read into the bounce buffer,
+         * copy out after the timed syscall. */
+        if (!bounce || !pio_block(d->fd, false, (uintptr_t)bounce, bs,
+                                  offset + done))
             return SOLO5_R_EUNSPEC;
-        memcpy(buf + done, bounce, chunk);
-        done += chunk;
+        memcpy(buf + done, bounce, bs);
     }
     return SOLO5_R_OK;
 }
@@ -277,23 +280,20 @@ solo5_result_t solo5_block_write(solo5_handle_t handle, solo5_off_t offset,
     const struct spt_device *d = block_args(handle, offset, size);
     if (!d)
         return SOLO5_R_EINVAL;
-    bool ok = true;
-    if (!needs_bounce(d, buf)) {
-        ok = pio_full(d->fd, true, (uintptr_t)buf, size, offset);
-    } else if (!bounce) {
-        ok = false;
-    } else {
-        for (size_t done = 0; ok && done < size;) {
-            size_t chunk = size - done > SPT_BOUNCE_SIZE ? SPT_BOUNCE_SIZE
-                                                         : size - done;
-            memcpy(bounce, buf + done, chunk);
-            ok = pio_full(d->fd, true, (uintptr_t)bounce, chunk,
-                          offset + done);
-            done += chunk;
+    size_t bs = (size_t)d->block_size;
+    for (size_t done = 0; done < size; done += bs) {
+        uintptr_t src = (uintptr_t)(buf + done);
+        if (needs_bounce(d, buf + done)) {
+            if (!bounce)
+                return SOLO5_R_EUNSPEC;
+            memcpy(bounce, buf + done, bs);
+            src = (uintptr_t)bounce;
         }
+        /* A failure part-way leaves the earlier blocks written, as
+         * upstream; the window stays as it was. */
+        if (!pio_block(d->fd, true, src, bs, offset + done))
+            return SOLO5_R_EUNSPEC;
     }
-    if (!ok)
-        return SOLO5_R_EUNSPEC;
     /* A completed write restarts the benchmark window (as the hvt tender). */
     acct->setup_calls += acct->win_calls;
     acct->setup_ns += acct->win_ns;

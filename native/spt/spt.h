@@ -40,8 +40,16 @@ void load_guest(const char *path, uint64_t mem_size, struct guest_layout *gl);
 /* Address of the vDSO's clock_gettime, or 0 if there is none. */
 uint64_t vdso_clock_gettime(void);
 
+/* A block device as the filter sees it: the fd and the geometry that pins
+ * each pread64/pwrite64 to one whole block inside the device. */
+struct seccomp_block {
+    int fd;
+    uint64_t capacity;      /* bytes, a multiple of block_size */
+    uint64_t block_size;    /* a power of two */
+};
+
 struct seccomp_fds {
-    const int *block; unsigned n_block;
+    const struct seccomp_block *block; unsigned n_block;
     const int *net; unsigned n_net;
     int console;
 };
@@ -49,7 +57,8 @@ struct seccomp_fds {
 /*
  * In the guest process: install the SIGSYS handler (recording into acct)
  * and the filter allowing only the Solo5 API's syscalls on these fds.
- * Returns false (errno set) if the kernel refused the filter.
+ * Returns false (errno set) if the kernel refused the filter, or EINVAL
+ * for a block size that is not a power of two up to 2^30.
  */
 bool confine(const struct seccomp_fds *fds, struct spt_acct *acct);
 

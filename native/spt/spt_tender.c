@@ -37,6 +37,9 @@ _Static_assert(DEV_MAX == SPT_MAX_DEVICES, "device count");
 _Static_assert(DEV_NAME_MAX == SPT_NAME_MAX, "device name length");
 _Static_assert(CMDLINE_MAX == SPT_CMDLINE_MAX, "command line length");
 _Static_assert(SPT_EXIT_SETUP == 1, "die()'s exit status");
+/* The bindings bounce one block at a time through it. */
+_Static_assert(SPT_BOUNCE_SIZE >= SECTOR_MAX && SPT_BOUNCE_SIZE >= DIO_ALIGN_MAX,
+               "bounce buffer holds a block");
 
 const char *const tender_name = "spt_tender";
 
@@ -192,12 +195,14 @@ static void __attribute__((noreturn)) run_child(pid_t parent,
     setrlimit(RLIMIT_CORE, &no_core);
     prctl(PR_SET_DUMPABLE, 0);
 
-    int blk[SPT_MAX_DEVICES], net[SPT_MAX_DEVICES];
+    struct seccomp_block blk[SPT_MAX_DEVICES];
+    int net[SPT_MAX_DEVICES];
     struct seccomp_fds fds = { .block = blk, .net = net,
                                .console = STDOUT_FILENO };
     for (unsigned i = 0; i < ndevices; i++) {
         if (devices[i].type == DEV_BLOCK)
-            blk[fds.n_block++] = devices[i].fd;
+            blk[fds.n_block++] = (struct seccomp_block){ devices[i].fd,
+                devices[i].capacity, devices[i].block_size };
         else
             net[fds.n_net++] = devices[i].fd;
     }

@@ -185,7 +185,9 @@ def check_window_case(name, blkwin, window_disk):
 
 def check_short_read(start_blkwin, window_disk):
     """The guest pauses; the file then ends half-way through the two blocks
-    it reads last: one pread() returns 512 bytes, the next EOF. Both count.
+    it reads last, and the read fails after two counted preads: the hvt
+    tender's pread() of both blocks returns 512 bytes, its retry EOF; the
+    spt bindings' one pread per block gets the first block, then EOF.
     start_blkwin(disk, stats, ops) starts the guest and waits for "ready"."""
     disk, _, stats = window_disk
     proc = start_blkwin(disk, stats, "r1,w1,p2,t")

@@ -1,5 +1,6 @@
 """spt_tender's confinement: the real seccomp filter kills a guest on any
-syscall outside the Solo5 API (or an allowed one on another fd) and the
+syscall outside the Solo5 API (or an allowed one on another fd, or a block
+pread64/pwrite64 other than one whole block inside the device) and the
 tender names it; faults, aborts and a scribbled accounting page are
 reported without ever crashing or hanging the unconfined parent; malformed
 ELFs are refused with one line."""
@@ -50,6 +51,18 @@ FORBIDDEN = [
     ("read_stdin", (), "read", 0),
     ("pread_stdout", (), "pread64", 17),
     ("ppoll_sigmask", (), "ppoll", 271),    # ppoll, but with a signal mask
+    # On the block fd (1 MiB, 512-byte blocks), anything but one whole
+    # block inside the device:
+    ("pwrite_past_end", (), "pwrite64", 18),        # offset == capacity
+    ("pwrite_straddle_end", (), "pwrite64", 18),    # last block + 1
+    ("pwrite_huge_offset", (), "pwrite64", 18),     # 2**40: low word 0
+    ("pwrite_short", (), "pwrite64", 18),           # half a block
+    ("pread_two_blocks", (), "pread64", 17),
+    ("pread_short", (), "pread64", 17),     # what a partial retry would be
+    ("pread_unaligned", (), "pread64", 17),         # offset 256
+    ("pread_len_highbits", (), "pread64", 17),      # 2**32 + 512
+    ("pread_negative_offset", (), "pread64", 17),   # -512
+    ("pread_past_end", (), "pread64", 17),
 ]
 
 
@@ -63,6 +76,107 @@ def test_forbidden_syscall_kills_and_is_named(build_spt, tmp_path, case,
     assert r.stderr == _killed_msg(name, nr)
     assert r.stdout == ""       # the call never returned to the guest
     assert took < 5
+
+
+# ---- the block rule: count == block_size, offset <= capacity - block_size,
+# offset % block_size == 0, all on 64-bit values, per device
+
+
+def _at(build, case, devices, **kw):
+    start = time.monotonic()
+    r = spt_tender(build, *devices, build / "spt_evil.spt", f"case={case}",
+                   *(f"{k}={v}" for k, v in kw.items()), timeout=30)
+    return r, time.monotonic() - start
+
+
+def _check(r, took, case, allowed):
+    if allowed:
+        assert (r.returncode, r.stdout, r.stderr) == (0, f"OK {case}\n", "")
+    else:
+        nr = 17 if case == "pread_at" else 18
+        assert (r.returncode, r.stdout, r.stderr) == (
+            SECCOMP_EXIT, "", _killed_msg(case[:-3] + "64", nr))
+        assert took < 5
+
+
+@pytest.mark.parametrize("case", ["pread_at", "pwrite_at"])
+@pytest.mark.parametrize("off, allowed", [
+    (0, True), (512, True), (1048064, True),    # first, second, last block
+    (1048576, False), (1048320, False), (1 << 32, False),
+])
+def test_whole_blocks_inside_the_device_pass(build_spt, tmp_path, case, off,
+                                             allowed):
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(bytes(range(256)) * 4096)      # 1 MiB
+    r, took = _at(build_spt, case, [f"--block:storage={disk}"], off=off)
+    _check(r, took, case, allowed)
+    assert disk.stat().st_size == 1 << 20
+
+
+FIVE_GIB = 5 << 30
+
+
+@pytest.mark.parametrize("off, allowed", [
+    ((4 << 30) - 512, True),    # hi < max.hi, lo > max.lo: lo not compared
+    (4 << 30, True),            # hi == max.hi, lo 0
+    (FIVE_GIB - 512, True),     # the last block: hi == max.hi, lo == max.lo
+    (FIVE_GIB, False),          # hi == max.hi, lo > max.lo
+    (8 << 30, False),           # hi > max.hi, lo 0
+    ((4 << 30) - 256, False),   # hi < max.hi, unaligned
+    ((4 << 30) + 256, False),   # hi == max.hi, unaligned
+])
+@pytest.mark.parametrize("case", ["pread_at", "pwrite_at"])
+def test_offsets_compare_as_64_bits(build_spt, tmp_path, case, off, allowed):
+    # A sparse 5 GiB file: capacity - block_size = 0x1_3fff_fe00.
+    disk = tmp_path / "big.img"
+    with open(disk, "wb") as f:
+        f.truncate(FIVE_GIB)
+    r, took = _at(build_spt, case, [f"--block:storage={disk}"], off=off)
+    _check(r, took, case, allowed)
+    assert disk.stat().st_size == FIVE_GIB
+
+
+@pytest.mark.parametrize("blk, off, length, allowed", [
+    (0, 8192, 512, True),       # storage: 1 MiB of 512-byte blocks
+    (1, 4096, 4096, True),      # other: 8 KiB of 4096-byte blocks
+    (1, 0, 512, False),         # storage's block size on other
+    (1, 8192, 4096, False),     # past other's end, inside storage's
+    (1, 2048, 4096, False),     # 512-aligned, not 4096-aligned
+    (0, 0, 4096, False),        # other's block size on storage
+])
+def test_each_device_has_its_own_geometry(build_spt, tmp_path, blk, off,
+                                          length, allowed):
+    storage, other = tmp_path / "disk.img", tmp_path / "other.img"
+    storage.write_bytes(bytes(1 << 20))
+    other.write_bytes(bytes(8192))
+    r, took = _at(build_spt, "pread_at", [
+        f"--block:storage={storage}", "--block-sector-size:other=4096",
+        f"--block:other={other}"], blk=blk, off=off, len=length)
+    _check(r, took, "pread_at", allowed)
+
+
+@pytest.mark.parametrize("off, allowed", [(7 * 512, True), (8 * 512, False)])
+def test_largest_filter_64_block_devices(build_spt, tmp_path, off, allowed):
+    # 64 devices make the pread64/pwrite64 body ~900 instructions, past a
+    # conditional jump's reach; the guest's console write (OK) lies after
+    # it. Device k has k + 1 blocks: the last one's geometry must hold.
+    devs = []
+    for k in range(64):
+        p = tmp_path / f"d{k}.img"
+        p.write_bytes(bytes(512 * (k + 1)))
+        devs.append(f"--block:{'storage' if k == 0 else f'b{k}'}={p}")
+    r, took = _at(build_spt, "pread_at", devs, blk=7, off=off)
+    _check(r, took, "pread_at", allowed)
+    r, took = _at(build_spt, "pread_at", devs, blk=63, off=63 * 512)
+    _check(r, took, "pread_at", True)
+
+
+def test_device_smaller_than_a_block_allows_no_io(build_spt, tmp_path):
+    # 100 bytes: capacity 0, so no block fits and the fd traps.
+    tiny = tmp_path / "tiny.img"
+    tiny.write_bytes(bytes(100))
+    r, took = _at(build_spt, "pread_at", [f"--block:storage={tiny}"], off=0)
+    _check(r, took, "pread_at", False)
 
 
 def test_pread_on_the_tap_fd_kills(build_spt, tmp_path):

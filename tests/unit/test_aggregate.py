@@ -94,7 +94,8 @@ def test_a_skipped_provider_gets_its_own_row_beside_the_measured_one():
     table = aggregate.blk_table(df, BLK_REFERENCE, "x86_64", ["solo5-hvt", "solo5-spt"], skipped)
     assert list(table["platform"]) == ["solo5-hvt (upstream)", "solo5-hvt (builtin)", "solo5-spt (upstream)",
                                        "solo5-spt (builtin)"]
-    assert list(table["note"].fillna("")) == [f"not measured: {why}", "", f"not measured: {why}", ""]
+    assert list(table["note"].fillna("")) == [f"not measured: {why}", "", f"not measured: {why}",
+                                              "the unikernel as a seccomp-confined process: no VM exits"]
     # The study's solo5-hvt value stands beside both providers; it never measured spt.
     assert list(table["carbon-x1_total_ms"].fillna(0)) == [800.0, 800.0, 0, 0]
     assert list(table["runs"].fillna(0)) == [0, 2, 0, 2]
@@ -361,6 +362,13 @@ def test_overhead_table_per_read_and_over_the_floor():
     assert (tender["runs"], tender["total_ns_per_read"], tender["pread_ns_per_read"]) == (2, 4000.0, 1000.0)
     assert tender["overhead_ns_per_read"] == 3000.0
     assert tender["exit_floor_ns"] == 1500.0 and tender["overhead_over_floor"] == 2.0
+    # spt: a process, no VM exit behind a read, so nothing to put over the exit floor.
+    spt = runs([1_100_000, 1_300_000], [1_000_000, 1_200_000], platform="solo5-spt", accel="none",
+               provider="builtin")
+    table = aggregate.overhead_table(pd.concat([overhead_runs(), spt]), "x86_64", {"n": 1000, "total_ns": 1_500_000})
+    row = table[table["platform"] == "solo5-spt (builtin)"].iloc[0]
+    assert row["overhead_ns_per_read"] == 100.0 and math.isnan(row["overhead_over_floor"])
+    assert row["note"] == "the unikernel as a seccomp-confined process: no VM exits"
 
 
 def test_overhead_table_other_arch_and_empty():

@@ -202,6 +202,11 @@ def test_groups_by_arch_testbed_and_provider():
         ("aarch64", "emulated", ""), ("x86_64", "native", "builtin"), ("x86_64", "native", "upstream")]
     # Each provider's unikernel against the same Linux guest: 30.1 / 2 and 30.1 / 8.
     assert list(table["verdict"]) == ["not comparable", "reproduced", "not reproduced"]
+    # A claim on Linux guests alone is the same whichever Solo5 ran: once per arch and testbed.
+    runs = pd.concat([runs, blk("qemu-linux-1core", [50.0] * 4, [10.0] * 4)])
+    table = claims.table([claim("blk-one-core-slower")], {"blk": runs, "net": net("q", 1, [])})
+    assert list(zip(table["arch"], table["testbed"], table["provider"], strict=True)) == [
+        ("aarch64", "emulated", ""), ("x86_64", "native", "")]
 
 
 def test_a_bad_claims_file_is_refused_in_one_line(tmp_path):

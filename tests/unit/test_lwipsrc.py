@@ -58,10 +58,6 @@ def test_include_dirs_are_lwip_headers_then_our_port(tmp_path: Path) -> None:
         assert (dirs[1] / header).is_file()
 
 
-def test_port_sources_are_our_three_files() -> None:
-    assert [p.name for p in lwipsrc.port_sources()] == ["lwip_serve.c", "netif_solo5.c", "port.c"]
-
-
 # ---- anchors (a tree laid out like lwIP's, no network)
 
 

@@ -522,13 +522,11 @@ def test_run_command_for_spt(tmp_path):
     with pytest.raises(PipelineError, match="Solo5 spt accepts"):
         solo5upstream.run_command(tree, app, 8, block="d", block_size=65536, tender="spt")
     # The spt patch reads the same variables as hvt's, and the guest writes the same line to the same file.
-    assert solo5upstream.run_env(tmp_path / "s", tender="spt") == solo5upstream.run_env(tmp_path / "s") == {
-        "PREAD_STATS_FILE": str(tmp_path / "s"), "SOLO5_BLOCK_DIRECT": "1"}
-    for bad in (lambda: solo5upstream.run_command(tree, app, 8, tender="virtio"),
-                lambda: solo5upstream.run_env(tender="muen")):
-        with pytest.raises(PipelineError) as e:
-            bad()
-        assert re.fullmatch(r"Solo5 tender '(virtio|muen)' is not one upstream builds \(hvt, spt\)", _one_sentence(e))
+    # One environment for both tenders: each patched tender reads the same variables.
+    assert solo5upstream.run_env(tmp_path / "s") == {"PREAD_STATS_FILE": str(tmp_path / "s"), "SOLO5_BLOCK_DIRECT": "1"}
+    with pytest.raises(PipelineError) as e:
+        solo5upstream.run_command(tree, app, 8, tender="virtio")
+    assert _one_sentence(e) == "Solo5 tender 'virtio' is not one upstream builds (hvt, spt)"
 
 
 def test_manifests(repo):

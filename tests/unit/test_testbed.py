@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from unikio import guest, net, progress, results, testbed
+from unikio import guest, matrix, net, progress, results, testbed
 from unikio.testbed import TestbedError
 
 LOG = "/r/console.log"
@@ -388,12 +388,12 @@ def test_net_fragment_runs_the_platforms_unikernel_on_its_tender(platform: str, 
 def test_unikernel_table_and_accel_of_each_platform() -> None:
     assert testbed.unikernel("blk", "solo5-spt") == ("spt_tender", "blk_bench.spt")
     assert testbed.unikernel("net", "lwip-solo5-hvt") == ("tender", "lwip_serve.elf")
-    assert {(e, p): testbed.unikernel_accel(e, p) for e, plats in testbed.UNIKERNELS.items() for p in plats} == {
+    platforms = [(e, p) for e, plats in matrix.UNIKERNEL_PLATFORMS.items() for p in plats]
+    assert {(e, p): testbed.unikernel_accel(e, p) for e, p in platforms} == {
         ("blk", "solo5-hvt"): "kvm", ("blk", "solo5-spt"): "none", ("net", "solo5-hvt"): "kvm",
         ("net", "solo5-spt"): "none", ("net", "lwip-solo5-hvt"): "kvm", ("net", "lwip-solo5-spt"): "none"}
     # Every tender and guest of the table is in the image.
-    assert {key for pair in (*testbed.UNIKERNELS["blk"].values(), *testbed.UNIKERNELS["net"].values())
-            for key in pair} <= set(testbed.BIN)
+    assert {key for e, p in platforms for key in testbed.unikernel(e, p)} <= set(testbed.BIN)
 
 
 @pytest.mark.parametrize("make", [

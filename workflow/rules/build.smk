@@ -54,7 +54,7 @@ rule native_bench:
 
 rule solo5_builtin:
     input:
-        sources=workflow_files("native/solo5/**/*", "native/tender/**/*", "native/unikernels/**/*"),
+        sources=workflow_files("native/solo5/**/*", "native/tender/**/*", "native/spt/**/*", "native/unikernels/**/*"),
         makefile="native/Makefile",
     output:
         tender=f"{SOLO5_BUILTIN}/tender",
@@ -77,7 +77,7 @@ rule solo5_builtin:
 rule lwip_builtin:
     input:
         lwip=LWIP_SRC,
-        sources=workflow_files("native/solo5/**/*", "native/lwip/**/*"),
+        sources=workflow_files("native/solo5/**/*", "native/spt/**/*", "native/lwip/**/*"),
         makefile="native/Makefile",
     output:
         hvt=f"{LWIP_BUILTIN}/lwip_serve.elf",
@@ -179,7 +179,7 @@ rule testbed_initramfs:
                        "spt_tender", "blk_bench.spt", "ping_serve.spt"),
         # The lwIP guests only where an lwIP row runs in the testbed.
         lwip=lambda wc: (multiext(f"{LWIP_BUILTIN.format(arch=wc.arch)}/", "lwip_serve.elf", "lwip_serve.spt")
-                         if "lwip" in planned_builds(wc.arch) else []),
+                         if lwip_rows(wc.arch) else []),
     output:
         TESTBED_BASE,
     log:

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from unikio import config as unikio_config  # noqa: E402
 from unikio import merge as unikio_merge  # noqa: E402
-from unikio import aptsrc, codehash, conditions, counts, estimate, hostinfo, initramfs, matrix, progress, providers, qemubuild, startup, supervise, version  # noqa: E402
+from unikio import aptsrc, codehash, conditions, counts, estimate, hostinfo, initramfs, matrix, progress, providers, qemubuild, solo5, startup, supervise, version  # noqa: E402
 
 PROBE = "results/raw/probe/{arch}/verdict.json"
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -32,8 +32,11 @@ SOLO5_UPSTREAM_LOCK = "results/sources/solo5/lock.json"
 SOLO5_UPSTREAM_SOURCE = providers.upstream_source(config)
 PLAN = matrix.plan(
     config, HOST_ARCH, KVM, seccomp=providers.seccomp_status(),
+    # Asked only where some upstream row is configured: the answer may take git a while.
     upstream=(providers.upstream_status(SOLO5_UPSTREAM_SOURCE, Path(SOLO5_UPSTREAM_LOCK))
-              if "upstream" in config["solo5"]["providers"] else matrix.READY),
+              if "upstream" in config["solo5"]["providers"]
+              and any(p in matrix.TENDER for e in ("blk", "net") for p in config[e]["platforms"])
+              else matrix.READY),
 )
 # One line per reason: an unreachable upstream Solo5 skips many rows for one cause.
 _skipped = {}
@@ -319,22 +322,16 @@ def unikernel_files(experiment):
     the job's platform (which tender, which app) and provider."""
 
     def inputs(wc):
-        kind = matrix.TENDER[wc.platform]
-        app = matrix.BLK_APP if experiment == "blk" else matrix.NET_APP[wc.platform]
+        app = matrix.app(experiment, wc.platform)
         if wc.provider == "upstream":
             where = LWIP_UPSTREAM if app == "lwip_serve" else SOLO5_UPSTREAM
             return {"tender": f"{SOLO5_UPSTREAM.format(arch=wc.arch)}/tree",
-                    "guest": f"{where.format(arch=wc.arch)}/{app}.{kind}"}
+                    "guest": f"{where.format(arch=wc.arch)}/{app}.{matrix.TENDER[wc.platform]}"}
         where = LWIP_BUILTIN if app == "lwip_serve" else SOLO5_BUILTIN
-        return {"tender": f"{SOLO5_BUILTIN.format(arch=wc.arch)}/{BUILTIN_TENDER[kind]}",
-                "guest": f"{where.format(arch=wc.arch)}/{app}.{BUILTIN_GUEST_EXT[kind]}"}
+        tender, guest = solo5.builtin_files(experiment, wc.platform)
+        return {"tender": f"{SOLO5_BUILTIN.format(arch=wc.arch)}/{tender}", "guest": f"{where.format(arch=wc.arch)}/{guest}"}
 
     return inputs
-
-
-# Our tender binary and guest suffix per Solo5 tender (native/Makefile).
-BUILTIN_TENDER = {"hvt": "tender", "spt": "spt_tender"}
-BUILTIN_GUEST_EXT = {"hvt": "elf", "spt": "spt"}
 
 
 def runnable_archs(experiment, platform):
@@ -394,9 +391,6 @@ def unikernel_source_locks():
     return locks + ([SOLO5_UPSTREAM_LOCK] if any(c.provider == "upstream" for c in rows) else [])
 
 
-def planned_builds(arch):
-    """What the unikernel rows of arch need built: {'spt', 'lwip', 'upstream'} of the runnable ones."""
-    rows = [c for c in PLAN if c.runnable and c.arch == arch and c.provider]
-    needs = {"spt" for c in rows if matrix.TENDER[c.platform] == "spt"}
-    needs |= {"lwip" for c in rows if c.platform.startswith("lwip-")}
-    return needs | {"upstream" for c in rows if c.provider == "upstream"}
+def lwip_rows(arch):
+    """Whether an lwIP row of arch runs (its guests are built, and go into the testbed's image)."""
+    return any(c.runnable and c.arch == arch and c.platform.startswith("lwip-") for c in PLAN)

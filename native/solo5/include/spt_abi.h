@@ -16,12 +16,14 @@
 
 #define SPT_BOOT_MAGIC   0x53505442554e494bull   /* "KINUBTPS" */
 #define SPT_ACCT_MAGIC   0x535054414343540aull
-#define SPT_ABI_VERSION  1u
+/* 2: the filter allows block pread64/pwrite64 of exactly one block inside
+ * the device, so guests built for 1 (any length) must not run. */
+#define SPT_ABI_VERSION  2u
 
 #define SPT_MAX_DEVICES  64     /* handle set is a 64-bit mask */
 #define SPT_NAME_MAX     64     /* device names incl. NUL */
 #define SPT_CMDLINE_MAX  8192   /* incl. NUL */
-#define SPT_BOUNCE_SIZE  (1u << 20)
+#define SPT_BOUNCE_SIZE  (1u << 20)  /* >= the largest block size */
 
 /* Guest address space: the ELF loads at or above SPT_ELF_MIN_ADDR, the
  * stack takes the top SPT_STACK_SIZE bytes of [0, --mem) (its lowest page
@@ -35,9 +37,11 @@ struct spt_device {
     char name[SPT_NAME_MAX];
     uint32_t type;          /* enum spt_dev_type */
     int32_t fd;
-    /* block */
+    /* block: each pread64/pwrite64 on fd must move exactly block_size
+     * bytes at a multiple of block_size below capacity (the tender's
+     * seccomp filter kills the guest otherwise) */
     uint64_t capacity;      /* bytes, a multiple of block_size */
-    uint64_t block_size;
+    uint64_t block_size;    /* a power of two */
     uint64_t dio_mem_align; /* O_DIRECT buffer alignment, 0 = buffered fd */
     /* net */
     uint8_t mac[8];         /* first 6 bytes used */

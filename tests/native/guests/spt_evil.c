@@ -2,7 +2,12 @@
  * Test guest for spt_tender's confinement: "case=NAME" makes one forbidden
  * system call (the seccomp filter must kill the guest and the tender name
  * the call), misuses the Solo5 API (must get SOLO5_R_EINVAL), faults, or
- * scribbles over the accounting page the tender's parent reads.
+ * scribbles over the accounting page the tender's parent reads. The block
+ * cases make raw pread64/pwrite64 calls on block device "storage" that the
+ * filter must refuse (anything but one whole block inside the device) or
+ * allow ("pread_at"/"pwrite_at off=N [len=N] [blk=K]" on the K-th block
+ * device: OK iff all len bytes moved), and "multi blocks=N [misalign=M]" does multi-block reads and a
+ * write through the bindings.
  * Prints "OK <case>" and exits 0 when the case ends normally; "UNEXPECTED
  * <case>" and exits 3 when a call that should have been stopped returned.
  */
@@ -18,6 +23,7 @@
 #define NR_mmap 9
 #define NR_mprotect 10
 #define NR_pread64 17
+#define NR_pwrite64 18
 #define NR_getpid 39
 #define NR_socket 41
 #define NR_execve 59
@@ -28,6 +34,7 @@
 #define NR_read 63
 #define NR_write 64
 #define NR_pread64 67
+#define NR_pwrite64 68
 #define NR_ppoll 73
 #define NR_getpid 172
 #define NR_socket 198
@@ -39,10 +46,14 @@
 static uint8_t buf[8192] __attribute__((aligned(4096)));
 static const char *case_name;
 
+/* a, then b up to the end of its command-line word. */
 static void say(const char *a, const char *b)
 {
+    size_t n = 0;
+    while (b[n] && b[n] != ' ')
+        n++;
     puts_console(a);
-    puts_console(b);
+    solo5_console_write(b, n);
     puts_console("\n");
 }
 
@@ -56,6 +67,18 @@ static void __attribute__((noreturn)) unexpected(void)
 {
     say("UNEXPECTED ", case_name);
     solo5_exit(3);
+}
+
+/* Command-line number key, or dflt when absent; a bad value is a test
+ * bug. */
+static uint64_t arg_u64(const struct solo5_start_info *si, const char *key,
+        uint64_t dflt)
+{
+    uint64_t v = dflt;
+    const char *s = cmdline_get(si->cmdline, key);
+    if (s && parse_u64(s, &v) != 0)
+        unexpected();
+    return v;
 }
 
 /* The boot info sits at the top of the stack, above our frames: the first
@@ -75,14 +98,21 @@ static struct spt_bootinfo *find_bootinfo(const struct solo5_start_info *si)
     solo5_exit(4);
 }
 
-static long dev_fd(const struct solo5_start_info *si, uint32_t type)
+/* The fd of the k-th (from 0) device of this type. */
+static long dev_fd_nth(const struct solo5_start_info *si, uint32_t type,
+        uint64_t k)
 {
     struct spt_bootinfo *bi = find_bootinfo(si);
     for (unsigned i = 0; i < bi->ndevices && i < SPT_MAX_DEVICES; i++)
-        if (bi->dev[i].type == type)
+        if (bi->dev[i].type == type && k-- == 0)
             return bi->dev[i].fd;
     say("no such device: ", case_name);
     solo5_exit(4);
+}
+
+static long dev_fd(const struct solo5_start_info *si, uint32_t type)
+{
+    return dev_fd_nth(si, type, 0);
 }
 
 static struct spt_acct *acct_page(const struct solo5_start_info *si)
@@ -151,6 +181,93 @@ static void api_case(void)
     else
         unexpected();
     if (r != SOLO5_R_EINVAL)
+        unexpected();
+    ok();
+}
+
+/* Raw pread64/pwrite64 on the block fd, past the bindings' checks: only
+ * "*_at" cases may return (OK iff every byte moved); the filter must kill
+ * every other one. */
+static void block_case(const struct solo5_start_info *si)
+{
+    solo5_handle_t h;
+    struct solo5_block_info bi;
+    if (solo5_block_acquire("storage", &h, &bi) != SOLO5_R_OK)
+        unexpected();
+    long fd = dev_fd(si, SPT_DEV_BLOCK);
+    uint64_t bs = bi.block_size, cap = bi.capacity;
+    long nr = NR_pread64;
+    uint64_t len = bs, off = 0;
+    if (is("pwrite_past_end")) {
+        nr = NR_pwrite64;
+        off = cap;                      /* the first block past the end */
+    } else if (is("pwrite_straddle_end")) {
+        nr = NR_pwrite64;
+        off = cap - bs;
+        len = 2 * bs;
+    } else if (is("pwrite_huge_offset")) {
+        nr = NR_pwrite64;
+        off = 1ull << 40;               /* low word 0: only hi tells */
+    } else if (is("pwrite_short")) {
+        nr = NR_pwrite64;
+        len = bs / 2;
+    } else if (is("pread_two_blocks")) {
+        len = 2 * bs;
+    } else if (is("pread_short")) {
+        len = bs / 2;                   /* a partial read's retry */
+    } else if (is("pread_unaligned")) {
+        off = bs / 2;
+    } else if (is("pread_len_highbits")) {
+        len = 1ull << 32 | bs;          /* low word == bs */
+    } else if (is("pread_negative_offset")) {
+        off = -bs;
+    } else if (is("pread_past_end")) {
+        off = cap;
+    } else if (is("pread_at") || is("pwrite_at")) {
+        /* blk=K: the K-th block device's fd (its geometry is the test's) */
+        fd = dev_fd_nth(si, SPT_DEV_BLOCK, arg_u64(si, "blk", 0));
+        nr = is("pwrite_at") ? NR_pwrite64 : NR_pread64;
+        off = arg_u64(si, "off", 0);
+        len = arg_u64(si, "len", bs);
+        if (len > sizeof buf)
+            unexpected();
+        long r = sys6(nr, fd, (long)buf, (long)len, (long)off, 0);
+        if (r == (long)len)
+            ok();
+        unexpected();
+    } else {
+        say("unknown case ", case_name);
+        solo5_exit(2);
+    }
+    sys6(nr, fd, (long)buf, (long)len, (long)off, 0);
+    unexpected();
+}
+
+/* Multi-block I/O through the bindings, one syscall per block: a read of
+ * blocks [0, n) (setup), a write of pattern blocks to [n, 2n) (restarts
+ * the window), a read of [n, 2n) that must return them (the window). The
+ * buffer is misaligned by misalign bytes (O_DIRECT: the bounce path). */
+static void multi_case(const struct solo5_start_info *si)
+{
+    static uint8_t big[2 * 16 * 4096 + 4096] __attribute__((aligned(4096)));
+    solo5_handle_t h;
+    struct solo5_block_info bi;
+    if (solo5_block_acquire("storage", &h, &bi) != SOLO5_R_OK)
+        unexpected();
+    uint64_t bs = bi.block_size;
+    uint64_t n = arg_u64(si, "blocks", 2), mis = arg_u64(si, "misalign", 0);
+    if (n == 0 || n * bs > 16 * 4096 || mis >= 4096 || 2 * n * bs > bi.capacity)
+        unexpected();
+    uint8_t *rd = big + mis, *wr = big + 16 * 4096 + mis;
+    if (solo5_block_read(h, 0, rd, n * bs) != SOLO5_R_OK)
+        unexpected();
+    for (uint64_t i = 0; i < n * bs; i++)
+        wr[i] = (uint8_t)(i * 13 % 251 + 1);
+    if (solo5_block_write(h, n * bs, wr, n * bs) != SOLO5_R_OK)
+        unexpected();
+    memset(rd, 0, n * bs);
+    if (solo5_block_read(h, n * bs, rd, n * bs) != SOLO5_R_OK ||
+            memcmp(rd, wr, n * bs) != 0)
         unexpected();
     ok();
 }
@@ -228,6 +345,11 @@ int solo5_app_main(const struct solo5_start_info *si)
         solo5_exit((int)st);
     } else if (strncmp(case_name, "api_", 4) == 0) {
         api_case();
+    } else if (strncmp(case_name, "pread_", 6) == 0 ||
+            strncmp(case_name, "pwrite_", 7) == 0) {
+        block_case(si);
+    } else if (is("multi")) {
+        multi_case(si);
     } else if (is("acct_garbage")) {
         memset(acct_page(si), 0xa5, sizeof(struct spt_acct));
         ok();

@@ -45,6 +45,7 @@ PLATFORM_COLOURS = {"host": "#8c8c8c", "solo5-hvt": "#4c72b0", "qemu-linux": "#d
                     "qemu-linux-1core": "#c44e52", "mirage-solo5": "#55a868", "lwip-solo5-hvt": "#8172b3",
                     "lwip-solo5-spt": "#da8bc3", "solo5-spt": "#64b5cd"}
 _SPARE_COLOURS = ("#937860", "#ccb974", "#2f4f4f")
+UPSTREAM, UPSTREAM_ALPHA = "upstream", 0.5
 
 
 def collect_rows(paths: list[Path], columns: list[str] = BLK_COLUMNS) -> pd.DataFrame:
@@ -67,7 +68,8 @@ def _study_platform(platform: str) -> str:
 
 
 def _with_platform_note(platform: str, row_note: str) -> str:
-    return "; ".join(n for n in (matrix.NOTES.get(platform, ""), row_note) if n)
+    """The row's note (why it is not a performance result) first, then what the platform is."""
+    return "; ".join(n for n in (row_note, matrix.NOTES.get(platform, "")) if n)
 
 
 def _unmeasured_labels(platform: str, measured: set[str], skipped: dict[str, str]) -> list[str]:
@@ -287,6 +289,11 @@ def base_platform(label: str) -> str:
     return label.split("\n")[0].split(" ")[0]
 
 
+def provider_alpha(label: str) -> float:
+    """A provider's shade of its platform's colour: upstream Solo5's rows lighter, so both stand side by side."""
+    return UPSTREAM_ALPHA if label.split("\n")[0].split(" [")[0].endswith(f"({UPSTREAM})") else 1.0
+
+
 def platform_colour(label: str) -> str:
     """One colour per platform in every panel of every figure (a provider suffix or mark keeps it)."""
     base = base_platform(label)
@@ -360,8 +367,9 @@ def overhead_table(runs: pd.DataFrame, arch: str, floor: dict[str, int]) -> pd.D
         rec = {"platform": _label(platform, provider), "accel": accel, "kvm_impl": kvm_impl,
                "testbed": testbed, "runs": len(g), "total_ns_per_read": total, "pread_ns_per_read": pread,
                "overhead_ns_per_read": total - pread, "exit_floor_ns": floor_ns,
-               "overhead_over_floor": (total - pread) / floor_ns if platform != "host" else NAN,
-               "note": note(accel, testbed, kvm_impl), "pipeline_version": _versions(g)}
+               # Only an hvt read costs VM exits; host and spt reads make none.
+               "overhead_over_floor": (total - pread) / floor_ns if matrix.TENDER.get(platform) == "hvt" else NAN,
+               "note": _with_platform_note(platform, note(accel, testbed, kvm_impl)), "pipeline_version": _versions(g)}
         records.append(rec)
     # Explicit columns: an arch with no host or tender runs still gets a table with a header.
     return _ordered(pd.DataFrame.from_records(records, columns=OVERHEAD_TABLE_COLUMNS), OVERHEAD_TABLE_COLUMNS)
@@ -433,9 +441,9 @@ def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Pa
             x = [s + i * width for s in range(len(sizes))]
             hatch = "//" if label in hatched else ""
             ax.bar(x, part[value_col], width, label=label, color=platform_colour(label), hatch=hatch,
-                   edgecolor="black", linewidth=0.5)
-            platform = base_platform(label)
-            seen.setdefault(platform, Patch(facecolor=platform_colour(platform), label=platform))
+                   edgecolor="black", linewidth=0.5, alpha=provider_alpha(label))
+            row = label.split(" [")[0]  # the platform and its provider, without a not-a-result mark
+            seen.setdefault(row, Patch(facecolor=platform_colour(row), alpha=provider_alpha(row), label=row))
             if ci:
                 _error_bars(ax, x, part[value_col], part[ci[0]], part[ci[1]])
         ax.set_xticks([x + width * (len(labels) - 1) / 2 for x in range(len(sizes))], [str(s) for s in sizes])

@@ -306,12 +306,18 @@ def _margin(ratio: _Ratio, claim: Claim) -> float:
     return min(margins)
 
 
-def groups(runs: pd.DataFrame) -> list[_Group]:
-    """One group per (arch, testbed) and, where unikernel rows name several providers, per provider."""
+def names_a_unikernel(claim: Claim) -> bool:
+    """Whether a side of the claim is a unikernel platform, whose rows come from a Solo5 provider."""
+    return any(side.platform in matrix.TENDER for pair in claim.ratios for side in pair)
+
+
+def groups(runs: pd.DataFrame, per_provider: bool = True) -> list[_Group]:
+    """One group per (arch, testbed) and, with per_provider where unikernel rows name several providers, per
+    provider (a claim on no unikernel is the same for every provider: one group)."""
     out = []
     runs = runs.assign(provider=runs["provider"].fillna(""), kvm_impl=runs["kvm_impl"].fillna(""))
     for (arch, testbed), g in runs.groupby(["arch", "testbed"], sort=True):
-        providers = sorted(set(g["provider"]) - {""}) or [""]
+        providers = (sorted(set(g["provider"]) - {""}) if per_provider else []) or [""]
         out += [_Group(str(arch), str(testbed), provider, g) for provider in providers]
     return out
 
@@ -320,7 +326,7 @@ def table(claims: list[Claim], runs: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Every claim on every group of its experiment's runs (a claim with no runs at all: one row saying so)."""
     rows = []
     for claim in claims:
-        found = groups(runs[claim.experiment]) if len(runs[claim.experiment]) else []
+        found = groups(runs[claim.experiment], names_a_unikernel(claim)) if len(runs[claim.experiment]) else []
         for group in found:
             rows.append(evaluate(claim, group))
         if not found:

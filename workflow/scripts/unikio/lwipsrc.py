@@ -6,8 +6,8 @@ Checksums-Sha256 ourselves, unpack it with `dpkg-source -x` (Debian's patches ap
 native/lwip relies on: every file of native/lwip/sources.txt exists and src/include/lwip/init.h says lwIP 2.1.3.
 The lock records the package version, lwIP's version and the sha256 of the package files and the compiled files.
 
-Build inputs (`sources`, `include_dirs`, `port_sources`): the same lists native/lwip/lwip.mk uses, for building
-lwip_serve with another toolchain (e.g. upstream Solo5's).
+Build inputs (`sources`, `include_dirs`): the same lists native/lwip/lwip.mk uses, for building lwip_serve with
+another toolchain (upstream Solo5's: build_lwip_upstream.py, with our own C files, every .c in native/lwip).
 """
 
 from __future__ import annotations
@@ -50,11 +50,6 @@ def sources(tree: Path) -> list[Path]:
 def include_dirs(tree: Path) -> list[Path]:
     """Include directories for those files and ours: lwIP's headers, then our port headers and libc shims."""
     return [Path(tree) / "src" / "include", NATIVE_LWIP]
-
-
-def port_sources() -> list[Path]:
-    """Our own C files of lwip_serve (arch glue, netif, main), compiled with the same include_dirs."""
-    return sorted(NATIVE_LWIP.glob("*.c"))
 
 
 def dsc_sha256(dsc: Path) -> dict[str, str]:

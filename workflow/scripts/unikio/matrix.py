@@ -20,6 +20,13 @@ TENDER = {"solo5-hvt": "hvt", "solo5-spt": "spt", "lwip-solo5-hvt": "hvt", "lwip
 NET_APP = {"solo5-hvt": "ping_serve", "solo5-spt": "ping_serve", "lwip-solo5-hvt": "lwip_serve",
            "lwip-solo5-spt": "lwip_serve"}
 BLK_APP = "blk_bench"
+# Each experiment's unikernel platforms.
+UNIKERNEL_PLATFORMS = {"blk": ("solo5-hvt", "solo5-spt"), "net": tuple(NET_APP)}
+
+
+def app(experiment: str, platform: str) -> str:
+    """The unikernel app a row of this unikernel platform runs."""
+    return BLK_APP if experiment == "blk" else NET_APP[platform]
 
 # Platforms this version of the pipeline can measure, per experiment.
 IMPLEMENTED: dict[str, frozenset[str]] = {
@@ -44,6 +51,7 @@ UNAVAILABLE_REASONS = {
 }
 # What each platform is, for table notes and the report.
 NOTES = {
+    "solo5-spt": "the unikernel as a seccomp-confined process: no VM exits",
     "lwip-solo5-hvt": "full-stack unikernel (lwIP) on hvt, a stand-in for mirage-solo5",
     "lwip-solo5-spt": "full-stack unikernel (lwIP) on spt, a stand-in for mirage-solo5",
 }
@@ -87,17 +95,18 @@ def _decide(experiment: str, arch: str, platform: str, provider: str, host: str,
         return skip(UNAVAILABLE_REASONS[platform])
     if platform not in IMPLEMENTED[experiment]:
         return skip("not implemented in this pipeline version yet")
-    if provider == "upstream" and not abilities["upstream"][0]:
-        return skip(abilities["upstream"][1])
-    if platform in NEEDS_SECCOMP and not abilities["seccomp"][0]:
-        return skip(f"needs seccomp filters: {abilities['seccomp'][1]}")
     if arch != host and arch == TESTBED_ARCH and platform in TESTBED_PLATFORMS:
         if provider == "upstream":
             return skip(f"the upstream Solo5 toolchain builds for the host arch only; on the emulated {arch} testbed "
                         "only the builtin provider runs (or run on an aarch64 host)")
+        # The testbed's own kernel (Debian's, with seccomp) and KVM serve these rows, not this host's.
         return Combination(experiment, arch, platform, True, testbed="emulated", provider=provider)
     if arch != host and platform not in EMULABLE:
         return skip(f"needs an {arch} host (only {TESTBED_ARCH} has an emulated testbed)")
+    if provider == "upstream" and not abilities["upstream"][0]:
+        return skip(abilities["upstream"][1])
+    if platform in NEEDS_SECCOMP and not abilities["seccomp"][0]:
+        return skip(f"needs seccomp filters: {abilities['seccomp'][1]}")
     if platform in NEEDS_KVM and not abilities["kvm"][0]:
         return skip(f"needs KVM: {abilities['kvm'][1]}")
     return Combination(experiment, arch, platform, True, provider=provider)

@@ -536,14 +536,10 @@ def host_table(rec: dict[str, Any], host: dict[str, Any], runs: pd.DataFrame, re
 
 def _row_key(experiment: str, row: pd.Series) -> tuple:
     # The row label: platform and, for a unikernel, its provider (measured or not).
-    key: tuple = (str(row["platform"]).split("\n")[0],)
+    key: tuple = (str(row["platform"]),)
     if experiment == "net":
         key += (None if pd.isna(row["data_bytes"]) else int(row["data_bytes"]),)
     return key
-
-
-def _measured(row: pd.Series) -> bool:
-    return not str(row.get("note") or "").startswith("not measured")
 
 
 def merged_table(rec: dict[str, Any], runs: pd.DataFrame, reference: pd.DataFrame, experiment: str,
@@ -554,7 +550,6 @@ def merged_table(rec: dict[str, Any], runs: pd.DataFrame, reference: pd.DataFram
     value = STUDY_VALUE[experiment]
     rows: dict[tuple, dict[str, Any]] = {}
     study: dict[tuple, dict[str, Any]] = {}
-    labelled: set[tuple] = set()  # rows whose platform label comes from a host that measured them
     for host in rec["hosts"]:
         table = host_table(rec, host, runs, reference, experiment, arch)
         seen: Counter = Counter()
@@ -565,9 +560,6 @@ def merged_table(rec: dict[str, Any], runs: pd.DataFrame, reference: pd.DataFram
             key += (seen[key],)  # the n-th row of one platform (rows of one platform that differ in accel)
             rec_row = rows.setdefault(key, {"platform": row["platform"]} | (
                 {"data_bytes": row["data_bytes"]} if experiment == "net" else {}))
-            if _measured(row) and key not in labelled:
-                rec_row["platform"] = row["platform"]  # as a host that measured it names it
-                labelled.add(key)
             for column in OUR_COLUMNS[experiment]:
                 rec_row[f"{host['column']}: {column}"] = row.get(column)
             own_note = "" if pd.isna(row.get("note")) else str(row.get("note"))

@@ -138,11 +138,12 @@ def solo5_rows(tender: Path, responder: Path, icmp_bench: Path, arch: str, platf
             why = f": {killed}" if (killed := solo5.failure_reason(provider, kind, proc.returncode, proc.pid)) else why
             return f"the tender exited ({procs.exit_reason(proc.returncode)}){why} (console log: {console_log})"
 
+        report = job_progress(arch, matrix.row_label(platform, provider), sizes, reps, packets, log)
         try:
             rows = ping_all(ns, icmp_bench, sizes, reps, packets, max_loss_pct, log,
                             lambda rep, res: row(arch=arch, platform=platform, provider=provider,
                                                  accel=solo5.accel(kind), rep=rep, result=res), guest_gone=gone,
-                            cpu=cpu, report=job_progress(arch, f"{platform} ({provider})", sizes, reps, packets, log))
+                            cpu=cpu, report=report)
             ended = gone()
             if ended:
                 raise PipelineError(f"the measurement ended, but {ended}")

@@ -11,10 +11,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import solo5upstream
+from . import matrix, solo5upstream
 
 PROVIDERS = ("builtin", "upstream")
 TENDERS = ("hvt", "spt")
+# The builtin provider's files (native/Makefile): each tender's binary, its guests' suffix.
+BUILTIN_TENDER = {"hvt": "tender", "spt": "spt_tender"}
+BUILTIN_GUEST_SUFFIX = {"hvt": "elf", "spt": "spt"}
+
+
+def builtin_files(experiment: str, platform: str) -> tuple[str, str]:
+    """(tender binary, guest file) of a unikernel row on our tenders; ValueError for another platform."""
+    if platform not in matrix.UNIKERNEL_PLATFORMS[experiment]:
+        raise ValueError(f"not a unikernel {experiment} platform: {platform!r}")
+    kind = matrix.TENDER[platform]
+    return BUILTIN_TENDER[kind], f"{matrix.app(experiment, platform)}.{BUILTIN_GUEST_SUFFIX[kind]}"
 
 
 def tender_command(provider: str, tender: Path, guest: Path, mem_mb: int, *, kind: str = "hvt",
@@ -31,7 +42,7 @@ def tender_command(provider: str, tender: Path, guest: Path, mem_mb: int, *, kin
     if provider == "upstream":
         argv = solo5upstream.run_command(tender, guest, mem_mb, block=block, net=net, args=args,
                                          block_size=block_size, tender=kind)
-        return argv, solo5upstream.run_env(stats, direct=block is not None, tender=kind)
+        return argv, solo5upstream.run_env(stats, direct=block is not None)
     if provider != "builtin":
         raise ValueError(f"unknown Solo5 provider {provider!r}")
     argv = [str(tender), f"--mem={mem_mb}"]

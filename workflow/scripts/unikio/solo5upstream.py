@@ -353,13 +353,12 @@ def run_command(tree: Path, app: Path, mem_mb: int, block: Path | str | None = N
     return [*argv, str(app), *map(str, args)]
 
 
-def run_env(stats_file: Path | None = None, direct: bool = True, tender: str = "hvt") -> dict[str, str]:
+def run_env(stats_file: Path | None = None, direct: bool = True) -> dict[str, str]:
     """Environment additions for the patched tenders: pread statistics file and O_DIRECT block devices.
 
     The same for hvt and spt: both patched tenders read these variables, and the statistics line lands in
     stats_file either way (spt: written by the guest, through a descriptor the tender opened).
     """
-    _tender(tender)
     env: dict[str, str] = {}
     if stats_file is not None:
         env["PREAD_STATS_FILE"] = str(stats_file)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from . import conditions, guest, hostinfo, initramfs, loopdev, net, procs, progress, results
+from . import conditions, guest, hostinfo, initramfs, loopdev, matrix, net, procs, progress, results, solo5
 from .errors import PipelineError
 
 ARCH = "aarch64"
@@ -63,14 +63,6 @@ BIN = {
     "lwip_serve.elf": "opt/unikernels/lwip_serve.elf",
     "lwip_serve.spt": "opt/unikernels/lwip_serve.spt",
 }
-# The unikernel rows: experiment -> platform -> (tender, guest), as BIN keys.
-UNIKERNELS = {
-    "blk": {"solo5-hvt": ("tender", "blk_bench.elf"), "solo5-spt": ("spt_tender", "blk_bench.spt")},
-    "net": {"solo5-hvt": ("tender", "ping_serve.elf"), "solo5-spt": ("spt_tender", "ping_serve.spt"),
-            "lwip-solo5-hvt": ("tender", "lwip_serve.elf"), "lwip-solo5-spt": ("spt_tender", "lwip_serve.spt")},
-}
-# hvt runs the guest under the testbed's KVM; spt confines it with seccomp and uses no virtualization.
-TENDER_ACCEL = {"tender": "kvm", "spt_tender": "none"}
 # The image carries only our own tenders (upstream Solo5 is built for the host arch only).
 PROVIDER = "builtin"
 JOB_PATH = "job.sh"
@@ -254,16 +246,15 @@ def _positive(**values: int) -> None:
 
 
 def unikernel(experiment: str, platform: str) -> tuple[str, str]:
-    """(tender, guest) of a unikernel row as BIN keys; ValueError for a platform the testbed does not run."""
-    try:
-        return UNIKERNELS[experiment][platform]
-    except KeyError:
-        raise ValueError(f"not a unikernel {experiment} platform of the testbed: {platform!r}") from None
+    """(tender, guest) of a unikernel row as BIN keys (our builds); ValueError for a platform the testbed does not
+    run."""
+    return solo5.builtin_files(experiment, platform)
 
 
 def unikernel_accel(experiment: str, platform: str) -> str:
-    """The accel column of a unikernel row: its tender's."""
-    return TENDER_ACCEL[unikernel(experiment, platform)[0]]
+    """The accel column of a unikernel row: its tender's (hvt: the testbed's KVM; spt: none)."""
+    unikernel(experiment, platform)
+    return solo5.accel(matrix.TENDER[platform])
 
 
 def _disk_mib(reads: int, block_size: int) -> int:
