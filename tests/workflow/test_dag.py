@@ -161,6 +161,7 @@ def test_skipped_combinations_are_announced(project):
     ("archs=['riscv64']", "archs"),
     ("blk={'platforms': ['xen']}", "blk.platforms"),
     ("qemu={'source': 'ftp'}", "qemu.source"),
+    ("solo5={'providers': ['xen']}", "solo5.providers"),
     ("typo_key=1", "typo_key"),
 ])
 def test_bad_config_stops_before_any_job_with_one_sentence(project, override, named):
