@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +47,14 @@ PLATFORM_COLOURS = {"host": "#8c8c8c", "solo5-hvt": "#4c72b0", "qemu-linux": "#d
                     "lwip-solo5-spt": "#da8bc3", "solo5-spt": "#64b5cd"}
 _SPARE_COLOURS = ("#937860", "#ccb974", "#2f4f4f")
 UPSTREAM, UPSTREAM_ALPHA = "upstream", 0.5
+# Figure layout (inches): the panels with their titles and axis labels, and the band below them for the legend
+# (columns of LEGEND_COLUMN_IN, rows of LEGEND_ROW_IN) and the footnote (FOOTNOTE_CHARS_PER_IN per line).
+PANELS_IN, MARGIN_IN = 3.5, 0.06
+BLK_BAR_IN = 0.75
+LEGEND_COLUMN_IN, LEGEND_ROW_IN = 2.4, 0.22
+FOOTNOTE_CHARS_PER_IN, FOOTNOTE_LINE_IN = 17, 0.13
+# Our network panel goes log scale where its rows differ more than this many times.
+LOG_SCALE_SPAN = 10
 
 
 def collect_rows(paths: list[Path], columns: list[str] = BLK_COLUMNS) -> pd.DataFrame:
@@ -242,12 +251,13 @@ Panels = list[tuple[str, pd.DataFrame]]
 
 
 def _figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, value_col: str, width: float,
-            panels: Panels | None = None
+            panels: Panels | None = None, bar_in: float = 0.0
             ) -> tuple[pd.DataFrame, pd.DataFrame, list[str], Panels, Figure, list[Axes]]:
     """Shared set-up: (table with notes as text, reference rows, reference hosts, our panels, figure, axes).
 
     panels: (title, table rows) of our bars, one axis each; by default this table's native and emulated-testbed
-    rows (a merge of several hosts gives its own). Rows without a value are left out.
+    rows (a merge of several hosts gives its own). Rows without a value are left out. width: inches per panel, at
+    least bar_in per bar of the fullest of ours (one bar per row), so labels under the bars never overlap.
     """
     # A bare Figure, not pyplot: no global figure registry to leak into, and callers may inspect it after saving.
     from matplotlib.figure import Figure
@@ -262,7 +272,8 @@ def _figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, value_col: 
         panels = [(title, rows.assign(note=rows["note"].astype(object).fillna("").astype(str)))
                   for title, rows in measured]
     n = len(panels) + len(ref_hosts)
-    fig = Figure(figsize=(width * n + 0.5, 4))
+    width = max(width, bar_in * max((len(rows) for _, rows in panels), default=0))
+    fig = Figure(figsize=(width * n + 0.5, PANELS_IN))
     axes = fig.subplots(1, n, squeeze=False)
     return table, ref, ref_hosts, panels, fig, list(axes[0])
 
@@ -315,14 +326,15 @@ def blk_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Pa
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    table, ref, ref_hosts, panels, fig, axes = _figure(table, reference, arch, "us_per_read", 3.8, panels)
+    table, ref, ref_hosts, panels, fig, axes = _figure(table, reference, arch, "us_per_read", 3.8, panels,
+                                                       bar_in=BLK_BAR_IN)
 
     def stacked(ax: Axes, labels: list[str], pread: pd.Series, rest: pd.Series, hatch: list[str]) -> list[int]:
         x = list(range(len(labels)))
         colours = [platform_colour(label) for label in labels]
         ax.bar(x, pread, color=colours, alpha=0.45, hatch=hatch, edgecolor="black", linewidth=0.5)
         ax.bar(x, rest, bottom=pread, color=colours, hatch=hatch, edgecolor="black", linewidth=0.5)
-        ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
+        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
         return x
 
     any_marked = False
@@ -460,6 +472,10 @@ def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Pa
             any_marked |= bool(hatched)
             grouped(ax, rows.assign(label=labels), "label", "data_bytes", "pps", hatched,
                     ci=("pps_ci_low", "pps_ci_high"))
+            # spt answers some 30x faster than hvt: on a linear axis the slower rows would be slivers.
+            if rows["pps"].max() > LOG_SCALE_SPAN * rows["pps"].min():
+                ax.set_yscale("log")
+                title += " (log scale)"
         ax.set_title(title, fontsize=9)
     axes[0].set_ylabel("packets per second")
     for ax, host in zip(axes[len(panels):], ref_hosts, strict=True):
@@ -475,17 +491,31 @@ def net_figure(table: pd.DataFrame, reference: pd.DataFrame, arch: str, stem: Pa
 
 def _finish(fig: Figure, table: pd.DataFrame, title: str, stem: Path, legend: list[Artist]) -> None:
     """One legend below the panels (never over a bar), a footnote naming the platforms that could not run
-    (once each, with why), the title; writes PNG and PDF."""
+    (each reason once, after the rows it concerns, wrapped to the figure's width), the title; writes PNG and PDF.
+
+    The figure grows by the rows of legend and footnote, so the panels keep their height however many there are.
+    """
+    width_in = fig.get_figwidth()
     notes = table["note"].fillna("").astype(str)
     skipped = table[notes.str.startswith("not measured")]
-    if len(skipped):
-        why = dict.fromkeys(f"{p} ({n.removeprefix('not measured: ')})"
-                            for p, n in zip(skipped["platform"], skipped["note"], strict=True))
-        fig.text(0.01, 0.01, "not measured: " + "; ".join(why), fontsize=7)
-    fig.legend(handles=legend, loc="lower center", bbox_to_anchor=(0.5, 0.045), ncol=min(len(legend), 6),
-               fontsize=8, frameon=False)
+    by_reason: dict[str, list[str]] = {}
+    for platform, row_note in zip(skipped["platform"], skipped["note"], strict=True):
+        by_reason.setdefault(row_note.removeprefix("not measured: "), []).append(platform)
+    footnote = textwrap.fill("not measured: " + "; ".join(f"{', '.join(dict.fromkeys(rows))} ({why})"
+                                                          for why, rows in by_reason.items()),
+                             width=int(width_in * FOOTNOTE_CHARS_PER_IN)) if by_reason else ""
+    ncol = max(1, min(len(legend), int(width_in / LEGEND_COLUMN_IN)))
+    legend_in = LEGEND_ROW_IN * -(-len(legend) // ncol)
+    footnote_in = FOOTNOTE_LINE_IN * (footnote.count("\n") + 1) if footnote else 0.0
+    band_in = MARGIN_IN + footnote_in + legend_in + MARGIN_IN
+    height_in = PANELS_IN + band_in
+    fig.set_figheight(height_in)
+    if footnote:
+        fig.text(0.01, MARGIN_IN / height_in, footnote, fontsize=7, va="bottom")
+    fig.legend(handles=legend, loc="lower center", bbox_to_anchor=(0.5, (MARGIN_IN + footnote_in) / height_in),
+               ncol=ncol, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.13, 1, 1))
+    fig.tight_layout(rect=(0, band_in / height_in, 1, 1))
     for ext in (".png", ".pdf"):
         fig.savefig(stem.with_suffix(ext), dpi=120)
 
