@@ -187,6 +187,7 @@ SOLO5_BUILTIN = "results/build/solo5-builtin/{arch}"
 SOLO5_UPSTREAM = "results/build/solo5-upstream/{arch}"
 SOLO5_UPSTREAM_SRC = "results/sources/solo5/tree"
 LWIP_SRC = "results/sources/lwip/tree"
+LWIP_LOCK = "results/sources/lwip/lock.json"
 LWIP_BUILTIN = "results/build/lwip-builtin/{arch}"
 LWIP_UPSTREAM = "results/build/lwip-upstream/{arch}"
 DEBIAN_DEB = "results/sources/{name}-{arch}/package.deb"
@@ -386,9 +387,8 @@ def skipped_reasons(experiment, arch):
 
 def unikernel_source_locks():
     """Lock files of the sources the planned unikernel rows are built from: lwIP, upstream Solo5."""
-    rows = [c for c in PLAN if c.runnable and c.provider]
-    locks = ["results/sources/lwip/lock.json"] if any(c.platform.startswith("lwip-") for c in rows) else []
-    return locks + ([SOLO5_UPSTREAM_LOCK] if any(c.provider == "upstream" for c in rows) else [])
+    locks = [LWIP_LOCK] if any(lwip_rows(arch) for arch in config["archs"]) else []
+    return locks + ([SOLO5_UPSTREAM_LOCK] if any(c.runnable and c.provider == "upstream" for c in PLAN) else [])
 
 
 def lwip_rows(arch):

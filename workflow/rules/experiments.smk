@@ -36,7 +36,7 @@ rule blk_solo5_run:
     benchmark:
         f"{BLK_UNIKERNEL_RAW}/benchmark.tsv"
     wildcard_constraints:
-        platform="solo5-hvt|solo5-spt",
+        platform="|".join(matrix.UNIKERNEL_PLATFORMS["blk"]),
     params:
         reads=config["blk"]["reads"],
         block_size=config["blk"]["block_size"],
@@ -122,7 +122,7 @@ rule net_solo5_run:
     benchmark:
         f"{NET_UNIKERNEL_RAW}/benchmark.tsv"
     wildcard_constraints:
-        platform="solo5-hvt|solo5-spt|lwip-solo5-hvt|lwip-solo5-spt",
+        platform="|".join(matrix.UNIKERNEL_PLATFORMS["net"]),
     params:
         sizes=config["net"]["sizes"],
         reps=config["net"]["repetitions"],
@@ -178,7 +178,7 @@ rule testbed_run:
     wildcard_constraints:
         experiment="blk|net",
         arch=EMULATED_ARCH_RE,
-        platform="host|solo5-hvt|solo5-spt|lwip-solo5-hvt|lwip-solo5-spt|qemu-linux-smp|qemu-linux-1core|qemu-linux",
+        platform="|".join(sorted(matrix.TESTBED_PLATFORMS)),
     params:
         # Only this row's experiment, with the emulated counts: a blk change must not rerun the net boot.
         settings=lambda wc: counts.settings(config, wc.experiment, emulated=True),

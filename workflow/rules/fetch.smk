@@ -77,8 +77,8 @@ rule lwip_source:
     input:
         apt=APT_INDEX,
     output:
-        tree=directory("results/sources/lwip/tree"),
-        lock="results/sources/lwip/lock.json",
+        tree=directory(LWIP_SRC),
+        lock=LWIP_LOCK,
     log:
         f"{LOGS}/lwip_source.log",
     params:

@@ -11,9 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-BLK_PLATFORMS = ("host", "solo5-hvt", "solo5-spt", "qemu-linux-smp", "qemu-linux-1core")
-NET_PLATFORMS = ("qemu-linux", "solo5-hvt", "solo5-spt", "lwip-solo5-hvt", "lwip-solo5-spt", "mirage-solo5")
-
 # Unikernel platforms: the Solo5 tender each runs on (hvt: a KVM guest; spt: a
 # seccomp-confined process) and the app answering the network experiment.
 TENDER = {"solo5-hvt": "hvt", "solo5-spt": "spt", "lwip-solo5-hvt": "hvt", "lwip-solo5-spt": "spt"}
