@@ -679,7 +679,7 @@ def test_upstream_runs_blk_bench_with_the_pread_window(upstream, tmp_path, tende
     for misalign in (0, 1):
         argv = solo5upstream.run_command(upstream.tree, guest, 32, block=disk,
                                          args=["reads=1000", f"misalign={misalign}"], tender=tender)
-        env = dict(os.environ, **solo5upstream.run_env(stats, tender=tender))
+        env = dict(os.environ, **solo5upstream.run_env(stats))
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         result = results.parse_blk_result(proc.stdout)
@@ -715,7 +715,7 @@ def test_upstream_spt_direct_io_on_a_4k_sector_device(upstream, tmp_path):
     dev = _losetup("--find", "--show", "--sector-size", "4096", str(backing))
     try:
         stats = tmp_path / "pread.stats"
-        env = dict(os.environ, **solo5upstream.run_env(stats, tender="spt"))
+        env = dict(os.environ, **solo5upstream.run_env(stats))
         guest = upstream.out / "blk_bench.spt"
         argv = solo5upstream.run_command(upstream.tree, guest, 32, block=dev, args=["reads=100"], tender="spt")
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
@@ -791,7 +791,7 @@ def test_upstream_spt_filter_kills_a_guest_outside_the_api(upstream, tmp_path):
         pytest.skip("the guest's raw system call is written for x86_64")
     stats = tmp_path / "pread.stats"
     argv = solo5upstream.run_command(upstream.tree, upstream.out / "evil.spt", 16, tender="spt")
-    proc = subprocess.Popen(argv, env=dict(os.environ, **solo5upstream.run_env(stats, tender="spt")),
+    proc = subprocess.Popen(argv, env=dict(os.environ, **solo5upstream.run_env(stats)),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGSYS, out
