@@ -234,24 +234,30 @@ TRACE_RE = re.compile(r"^\d+ +(pread64|pwrite64)\(\d+, .*, (\d+), (\d+)\)"
                       r" += (-?\d+)$")
 
 
-def test_multi_block_syscalls_seen_by_the_kernel(build_spt, tmp_path):
-    # strace: 7 blocks read, written and read again are 21 calls, each of
-    # exactly one aligned 512-byte block.
+def _strace_spt(build_spt, tmp_path, syscalls, guest, *args):
+    """spt_tender under strace on a 64-block disk: (its run, the traced
+    lines of those syscalls, the stats file)."""
     if shutil.which("strace") is None:
         pytest.skip("strace not installed")
     disk = tmp_path / "disk.img"
     distinct_disk(disk, 64)
     stats, trace = tmp_path / "stats.txt", tmp_path / "trace.txt"
     r = subprocess.run(["strace", "-f", "-qq", "-o", str(trace), "-e",
-                        "trace=pread64,pwrite64", "-e", "signal=none",
+                        f"trace={syscalls}", "-e", "signal=none",
                         str(build_spt / "spt_tender"),
                         f"--block:storage={disk}", f"--stats={stats}",
-                        str(build_spt / "spt_evil.spt"), "case=multi",
-                        "blocks=7"], capture_output=True, text=True,
-                       timeout=60)
+                        str(build_spt / guest), *args],
+                       capture_output=True, text=True, timeout=60)
+    return r, trace.read_text().splitlines(), stats
+
+
+def test_multi_block_syscalls_seen_by_the_kernel(build_spt, tmp_path):
+    # strace: 7 blocks read, written and read again are 21 calls, each of
+    # exactly one aligned 512-byte block.
+    r, lines, stats = _strace_spt(build_spt, tmp_path, "pread64,pwrite64",
+                                  "spt_evil.spt", "case=multi", "blocks=7")
     assert (r.returncode, r.stdout) == (0, "OK multi\n"), r.stderr
-    calls = [TRACE_RE.match(ln).groups()
-             for ln in trace.read_text().splitlines()]
+    calls = [TRACE_RE.match(ln).groups() for ln in lines]
     assert calls == ([("pread64", "512", str(b * 512), "512")
                       for b in range(7)] +
                      [("pwrite64", "512", str(b * 512), "512")
@@ -317,20 +323,12 @@ def test_one_pread_syscall_per_counted_read_and_no_clock_syscalls(build_spt,
                                                                   tmp_path):
     # Seen from the kernel (strace): the stats count real pread64 syscalls,
     # and the guest's clock reads stay in the vDSO (no clock_gettime).
-    if shutil.which("strace") is None:
-        pytest.skip("strace not installed")
-    disk = tmp_path / "disk.img"
-    distinct_disk(disk, 64)
-    stats, trace = tmp_path / "stats.txt", tmp_path / "trace.txt"
-    r = subprocess.run(["strace", "-f", "-qq", "-o", str(trace), "-e",
-                        "trace=pread64,pwrite64,clock_gettime",
-                        str(build_spt / "spt_tender"), f"--block:storage={disk}",
-                        f"--stats={stats}", str(build_spt / "blk_bench.spt"),
-                        "reads=300"], capture_output=True, text=True,
-                       timeout=60)
+    r, lines, stats = _strace_spt(build_spt, tmp_path,
+                                  "pread64,pwrite64,clock_gettime",
+                                  "blk_bench.spt", "reads=300")
     assert _blk(r)[0] == 300
     calls = [ln.split(None, 1)[1].split("(", 1)[0]
-             for ln in trace.read_text().splitlines() if "(" in ln]
+             for ln in lines if "(" in ln]
     assert calls.count("pread64") == 301 and calls.count("pwrite64") == 1
     assert "clock_gettime" not in calls
     assert read_stats(stats)[::2] == (300, 1)
